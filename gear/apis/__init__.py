@@ -1,0 +1,1 @@
+"""High-level APIs: loading weights (and, later, the model zoo and sampling)."""

@@ -1,0 +1,1 @@
+"""Utilities: checkpoint I/O, distributed helpers, frozen sub-networks."""

@@ -1,0 +1,122 @@
+"""Checkpoint I/O: atomic writes, strict loading with errors that name the keys at fault.
+
+Two kinds of file:
+- *training checkpoints* (mmengine's format: meta, state_dict, optimizer, schedulers, message
+  hub, RNG state), written by the runner into a work dir and read back by ``--resume``;
+- *weights files* (``{'schema_version', 'arch', 'state_dict'}``): an unwrapped state dict, as
+  released in the model zoo and produced by ``tools/model_converters``.
+Both are written atomically: to a temporary file in the same directory, flushed and fsynced,
+then renamed, so a crash never leaves a half-written file under the final name.
+"""
+import contextlib
+import os
+import os.path as osp
+import re
+import tempfile
+from typing import Any, Dict, Iterable, Optional
+
+import torch
+from torch import nn
+
+SCHEMA_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable, or does not match the model."""
+
+
+@contextlib.contextmanager
+def atomic_open(path: str):
+    """Open a temporary file beside ``path`` for binary writing; rename it to ``path`` on success."""
+    directory = osp.dirname(osp.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_bytes(data: bytes, path: str) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path) as f:
+        f.write(data)
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save`` that never leaves a partial file at ``path``."""
+    with atomic_open(path) as f:
+        torch.save(obj, f)
+
+
+def load_file(path: str, map_location='cpu', weights_only: bool = True) -> Dict[str, Any]:
+    """``torch.load`` with an error that names the file when it is missing or unreadable.
+
+    ``weights_only=False`` is only for training checkpoints this project wrote itself (they
+    pickle mmengine's message hub); released weights are always read with ``weights_only=True``.
+    """
+    if not osp.isfile(path):
+        raise CheckpointError(f'checkpoint not found: {path}')
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as e:  # truncated zip, wrong format, pickle error
+        raise CheckpointError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}') from e
+
+
+def mismatch_report(module: nn.Module, state_dict: Dict[str, torch.Tensor],
+                    limit: int = 5) -> Optional[str]:
+    """Describe how ``state_dict`` fails to match ``module`` (None when it matches)."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}'
+              for k, v in own.items()
+              if k in state_dict and hasattr(state_dict[k], 'shape')
+              and tuple(state_dict[k].shape) != tuple(v.shape)]
+    parts = []
+    for name, keys in (('missing keys', missing), ('unexpected keys', unexpected),
+                       ('shape mismatches', shapes)):
+        if keys:
+            more = f' (and {len(keys) - limit} more)' if len(keys) > limit else ''
+            parts.append(f'{len(keys)} {name}: {", ".join(keys[:limit])}{more}')
+    return '; '.join(parts) or None
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Dict[str, torch.Tensor],
+                           source: str = 'checkpoint') -> None:
+    """Load strictly; on mismatch raise ``CheckpointError`` naming the source and the first keys."""
+    report = mismatch_report(module, state_dict)
+    if report is not None:
+        raise CheckpointError(f'{source} does not match {type(module).__name__}: {report}')
+    module.load_state_dict(state_dict, strict=True)
+
+
+def strip_prefixes(state_dict: Dict[str, Any], prefixes: Iterable[str] = ('module.', '_orig_mod.')):
+    """Remove wrapper prefixes (DDP ``module.``, ``torch.compile`` ``_orig_mod.``) from keys."""
+    pattern = re.compile('^(' + '|'.join(re.escape(p) for p in prefixes) + ')+')
+    return {pattern.sub('', k): v for k, v in state_dict.items()}
+
+
+def save_weights(state_dict: Dict[str, torch.Tensor], path: str, arch: Optional[dict] = None) -> None:
+    """Write a weights file: unwrapped state dict + schema version + arch kwargs (atomic)."""
+    atomic_torch_save(dict(schema_version=SCHEMA_VERSION, arch=arch or {},
+                           state_dict={k: v.detach().cpu() for k, v in state_dict.items()}), path)
+
+
+def load_weights(path: str) -> Dict[str, Any]:
+    """Read a weights file written by :func:`save_weights` (weights_only, schema checked)."""
+    ckpt = load_file(path, weights_only=True)
+    if not isinstance(ckpt, dict) or 'state_dict' not in ckpt:
+        raise CheckpointError(f'{path} is not a gear weights file (no "state_dict" key)')
+    version = ckpt.get('schema_version')
+    if version != SCHEMA_VERSION:
+        raise CheckpointError(
+            f'{path} has schema_version {version!r}; this gear reads {SCHEMA_VERSION}')
+    return ckpt

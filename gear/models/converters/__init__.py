@@ -1,0 +1,6 @@
+"""Converters from released checkpoints (LlamaGen, GEAR) to gear's state dicts: pure functions.
+
+The command-line front ends live in ``tools/model_converters/``.
+"""
+from .llamagen_vq import (VQ8_ARCH, VQ16_ARCH, convert_llamagen_vq, infer_arch,  # noqa: F401
+                          select_state_dict, to_llamagen_vq)

@@ -1,0 +1,3 @@
+"""Vector quantizers (VQ, LFQ, IBQ): ``forward(z) -> QuantizerOutput``."""
+from .base import QuantizerOutput, code_usage_metrics, entropy_regularizer  # noqa: F401
+from .vector_quantizer import VectorQuantizer  # noqa: F401

@@ -1,0 +1,3 @@
+"""Image tokenizers: ``encode(x) -> QuantizerOutput``, ``decode(z_q) -> x^``."""
+from .blocks import AttnBlock, Downsample, Normalize, ResnetBlock, Upsample, swish  # noqa: F401
+from .vqgan import Decoder, Encoder, VQTokenizer  # noqa: F401

@@ -1,0 +1,150 @@
+"""Image datasets read from folders: the ImageNet layout and a flat folder of images.
+
+Both load images with PIL as RGB, resize the short side with PIL's plain bicubic filter and crop
+a square; see :mod:`gear.datasets.transforms`. Images are read in ``__getitem__``; an unreadable
+file raises ``OSError`` naming it.
+"""
+import os
+import re
+from typing import Optional, Sequence
+
+from torch.utils.data import Dataset
+
+from gear.registry import DATASETS
+
+from .transforms import (center_crop, list_images, load_rgb, random_crop, random_hflip,
+                         resize_short_side, to_tensor)
+
+_IMAGENET_LAYOUT = ('expected the ImageNet layout data_root/{split}/{wnid}/*.JPEG (one folder per '
+                    'class, any common image extension), e.g. data_root/train/n01440764/'
+                    'n01440764_10026.JPEG')
+_TRAILING_LABEL = re.compile(r'_(\d+)$')
+
+
+def _check_num_samples(num_samples: Optional[int]) -> Optional[int]:
+    if num_samples is not None and int(num_samples) < 0:
+        raise ValueError(f'num_samples must be >= 0 or None, got {num_samples}')
+    return None if num_samples is None else int(num_samples)
+
+
+@DATASETS.register_module()
+class ImageNetFolder(Dataset):
+    """ImageNet-style classification folders, ``data_root/{split}/{wnid}/*.JPEG``.
+
+    The class index of an image is the position of its folder (wnid) in the sorted list of class
+    folders of ``split`` (``metainfo['classes']``). Items are ``dict(img=FloatTensor (3, R, R) in
+    [-1, 1], label=int)``. Every image is resized (short side to ``resolution``, PIL bicubic) and
+    cropped to ``resolution x resolution``. On the ``'train'`` split the crop is random when
+    ``random_crop`` (centred otherwise) and the image is mirrored with p=0.5 when ``hflip``; on any
+    other split the crop is centred and nothing is flipped. Randomness comes from the ``torch``
+    RNG, so the DataLoader's per-worker seeding makes it reproducible.
+
+    Args:
+        data_root: folder holding one sub-folder per split.
+        split: sub-folder to read, e.g. ``'train'`` or ``'val'``.
+        resolution: side ``R`` of the square output image.
+        random_crop: random (instead of centre) crop on the train split.
+        hflip: random horizontal flip (p=0.5) on the train split.
+        num_samples: use only the first ``num_samples`` images in (class, file name) order (all
+            when ``None``).
+    """
+
+    def __init__(self, data_root: str, split: str = 'train', resolution: int = 256,
+                 random_crop: bool = True, hflip: bool = True, num_samples: Optional[int] = None):
+        if int(resolution) < 1:
+            raise ValueError(f'resolution must be positive, got {resolution}')
+        self.data_root, self.split, self.resolution = data_root, split, int(resolution)
+        self.train = split == 'train'
+        self.random_crop, self.hflip = bool(random_crop), bool(hflip)
+        root = os.path.join(data_root, split)
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f'ImageNet split folder {root} does not exist; '
+                                    f'{_IMAGENET_LAYOUT}')
+        with os.scandir(root) as it:
+            classes = sorted(e.name for e in it if e.is_dir())
+        if not classes:
+            raise FileNotFoundError(f'no class folders in {root}; {_IMAGENET_LAYOUT}')
+        self.samples = []
+        for label, wnid in enumerate(classes):
+            for path in list_images(os.path.join(root, wnid)):
+                self.samples.append((path, label))
+        if not self.samples:
+            raise FileNotFoundError(f'no image files in the class folders of {root}; '
+                                    f'{_IMAGENET_LAYOUT}')
+        num_samples = _check_num_samples(num_samples)
+        if num_samples is not None:
+            self.samples = self.samples[:num_samples]
+        self.metainfo = dict(classes=tuple(classes))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, idx: int) -> dict:
+        path, label = self.samples[idx]
+        img = resize_short_side(load_rgb(path), self.resolution)
+        if self.train and self.random_crop:
+            img = random_crop(img, self.resolution)
+        else:
+            img = center_crop(img, self.resolution)
+        if self.train and self.hflip:
+            img = random_hflip(img, 0.5)
+        return dict(img=to_tensor(img), label=label)
+
+
+@DATASETS.register_module()
+class ImageFolder(Dataset):
+    """A flat folder of images, sorted by file name, optionally labelled by the file names.
+
+    Made for small real image sets such as foolbox's bundled samples (``cifar10_00_3.png``: label
+    3). Every image is resized (short side to ``resolution``, PIL bicubic; untouched when already
+    that size) and centre-cropped. Items are ``dict(img=FloatTensor (3, R, R) in [-1, 1],
+    label=int)``, label -1 with ``label_from='none'``.
+
+    Args:
+        data_root: the folder (not searched recursively).
+        resolution: side ``R`` of the square output image.
+        label_from: ``'filename'``: the integer after the last ``_`` before the extension (a file
+            without one is an error); ``'none'``: every label is -1.
+        num_samples: use only the first ``num_samples`` files (all when ``None``).
+        pattern: glob on the file name, e.g. ``'cifar10_*.png'``; ``None`` takes every file with
+            an image extension.
+        classes: optional class names, stored in ``metainfo['classes']``.
+    """
+
+    def __init__(self, data_root: str, resolution: int = 32, label_from: str = 'filename',
+                 num_samples: Optional[int] = None, pattern: Optional[str] = None,
+                 classes: Optional[Sequence[str]] = None):
+        if label_from not in ('filename', 'none'):
+            raise ValueError(f"label_from must be 'filename' or 'none', got {label_from!r}")
+        if int(resolution) < 1:
+            raise ValueError(f'resolution must be positive, got {resolution}')
+        self.data_root, self.resolution, self.label_from = data_root, int(resolution), label_from
+        if not os.path.isdir(data_root):
+            raise FileNotFoundError(f'image folder {data_root} does not exist')
+        paths = list_images(data_root, pattern)
+        if not paths:
+            what = f'matching {pattern!r}' if pattern else 'with an image extension'
+            raise FileNotFoundError(f'no image files {what} in {data_root}')
+        num_samples = _check_num_samples(num_samples)
+        if num_samples is not None:
+            paths = paths[:num_samples]
+        self.samples = [(p, self._label_of(p)) for p in paths]
+        self.metainfo = dict(classes=tuple(classes)) if classes is not None else dict()
+
+    def _label_of(self, path: str) -> int:
+        if self.label_from == 'none':
+            return -1
+        stem = os.path.splitext(os.path.basename(path))[0]
+        m = _TRAILING_LABEL.search(stem)
+        if m is None:
+            raise ValueError(f"label_from='filename' needs names ending in _<label> before the "
+                             f"extension (e.g. cifar10_00_3.png), got {path}")
+        return int(m.group(1))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, idx: int) -> dict:
+        path, label = self.samples[idx]
+        img = center_crop(resize_short_side(load_rgb(path), self.resolution), self.resolution)
+        return dict(img=to_tensor(img), label=label)

@@ -1,0 +1,4 @@
+"""Discriminators for the adversarial term of the tokenizer loss."""
+from .patchgan import PatchGANDiscriminator
+
+__all__ = ['PatchGANDiscriminator']

@@ -4,7 +4,14 @@ A frozen network is always in eval mode, never requires grad, follows ``.to(devi
 owner, and is left out of its owner's ``state_dict``: checkpoints hold only what training
 changes, and loading one never asks for a teacher's or a perceptual net's weights.
 Gradients still flow *through* a frozen network to its inputs.
+
+``frozen(module)`` is the temporary version, for a trainable module that must not change during
+one optimizer phase (the discriminator during the tokenizer step, the AR during GEAR's
+tokenizer step): no parameter gradients, buffers restored on exit.
 """
+import contextlib
+
+import torch
 from torch import nn
 
 
@@ -57,3 +64,29 @@ def _forgive_missing(module, incompatible_keys):
     if prefix is not None:
         incompatible_keys.missing_keys[:] = [
             k for k in incompatible_keys.missing_keys if not k.startswith(prefix)]
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module, eval_mode: bool = False):
+    """Within the block, ``module`` only passes gradients through: its parameters get none and
+    its buffers (e.g. batch-norm running statistics) are restored on exit.
+
+    Args:
+        module: the module to freeze for the duration of the block.
+        eval_mode: also switch to eval mode (no dropout; batch norm uses running statistics).
+    """
+    flags = [p.requires_grad for p in module.parameters()]
+    buffers = [b.detach().clone() for b in module.buffers()]
+    was_training = module.training
+    module.requires_grad_(False)
+    if eval_mode:
+        module.eval()
+    try:
+        yield module
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+        with torch.no_grad():
+            for b, saved in zip(module.buffers(), buffers):
+                b.copy_(saved)
+        module.train(was_training)

@@ -1,0 +1,34 @@
+# Runtime shared by every gear config: runner, hooks, logging, checkpoints, visualisation.
+default_scope = 'gear'
+runner_type = 'GearRunner'  # atomic checkpoints, strict loading, CPU process groups
+
+log_interval = 50  # steps between log lines; the codebook monitor uses the same window
+checkpoint_interval = 1000
+
+default_hooks = dict(
+    runtime_info=dict(type='RuntimeInfoHook'),
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=log_interval, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=checkpoint_interval,
+                    max_keep_ckpts=3, save_last=True),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+)
+custom_hooks = [
+    dict(type='RNGStateHook'),
+    dict(type='CodebookMonitorHook', interval=log_interval),
+]
+
+env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+               dist_cfg=dict(backend='nccl'))
+randomness = dict(seed=0, deterministic=False)
+
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+visualizer = dict(type='Visualizer', vis_backends=vis_backends)
+# Losses are averaged over the logging window; codebook statistics are already window totals.
+log_processor = dict(by_epoch=False, window_size=log_interval,
+                     custom_cfg=[dict(data_src=f'codebook/tokenizer/{k}', method_name='mean', window_size=1)
+                                 for k in ('usage', 'perplexity', 'entropy')])
+log_level = 'INFO'
+load_from = None
+resume = False

@@ -1,0 +1,119 @@
+"""Stage 0: tokenizer warm-up (reconstruction + GAN), the model every later stage starts from.
+
+Gradient routing of one iteration (each phase is its own method below):
+    x^, q = tokenizer(x)                                   one tokenizer forward
+    (1) tokenizer      loss = L1(x^, x) + perceptual(x^, x) + q.losses + w_gan * G(D(x^))
+                       discriminator frozen (``frozen``: requires_grad False, buffers restored):
+                       gradients pass through D into x^; D gets none and does not change.
+    (2) discriminator  hinge(D(x), D(x^.detach())); x^ is detached, so the tokenizer gets no
+                       gradient; skipped before ``gan_loss.disc_start``.
+    (3) EMA(tokenizer) after the tokenizer step.
+Optimizer groups: ``tokenizer`` and ``discriminator``.
+"""
+from typing import Dict, List, Optional
+
+import torch
+from mmengine.logging import MessageHub
+from mmengine.model import BaseModel, ExponentialMovingAverage
+from mmengine.optim import OptimWrapper, OptimWrapperDict
+from torch import Tensor
+
+from gear.models.code_usage import CodeUsageMeter
+from gear.registry import DISCRIMINATORS, LOSSES, MODELS, TOKENIZERS
+from gear.utils.frozen import frozen
+
+
+def current_step() -> int:
+    """The global training step (mmengine's message hub keeps it, also across resume)."""
+    return int(MessageHub.get_current_instance().get_info('iter', 0))
+
+
+@MODELS.register_module()
+class TokenizerWarmup(BaseModel):
+    """Tokenizer + discriminator, trained for reconstruction with an adversarial term.
+
+    Args:
+        tokenizer (dict): TOKENIZERS config, e.g. ``dict(type='VQTokenizer', ...)``.
+        discriminator (dict): DISCRIMINATORS config, e.g. ``dict(type='PatchGANDiscriminator')``.
+        recon_loss (dict): LOSSES config of the pixel loss (``L1Loss`` or ``MSELoss``).
+        perceptual_loss (dict, optional): LOSSES config (``LPIPS`` or the offline ``STLPIPS``).
+        gan_loss (dict): LOSSES config of ``GANLoss`` (type, weight, disc_start).
+        ema_decay (float): decay of the tokenizer EMA (0.9999 in the reference recipe).
+        tokenizer_init (str, optional): weights to start from (a gear weights file or a released
+            LlamaGen / GEAR tokenizer checkpoint; converted on load).
+        val_use_ema (bool): validate the EMA tokenizer (default) or the raw one.
+    """
+
+    def __init__(self, tokenizer: dict, discriminator: dict, recon_loss: dict, gan_loss: dict,
+                 perceptual_loss: Optional[dict] = None, ema_decay: float = 0.9999,
+                 tokenizer_init: Optional[str] = None, val_use_ema: bool = True,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.tokenizer = TOKENIZERS.build(tokenizer)
+        if tokenizer_init is not None:
+            from gear.apis.weights import load_tokenizer_weights
+            load_tokenizer_weights(self.tokenizer, tokenizer_init)
+        self.discriminator = DISCRIMINATORS.build(discriminator)
+        self.recon_loss = LOSSES.build(recon_loss)
+        self.perceptual_loss = LOSSES.build(perceptual_loss) if perceptual_loss else None
+        self.gan_loss = LOSSES.build(gan_loss)
+        self.tokenizer_ema = ExponentialMovingAverage(self.tokenizer, momentum=1.0 - ema_decay)
+        self.code_usage = CodeUsageMeter(self.tokenizer.codebook_size)
+        self.val_use_ema = val_use_ema
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, data: dict, optim_wrapper: OptimWrapperDict) -> Dict[str, Tensor]:
+        data = self.data_preprocessor(data, True)
+        x, step = data['img'], current_step()
+        x_hat, q = self.tokenizer(x)
+        log_vars = self.tokenizer_phase(x, x_hat, q, optim_wrapper['tokenizer'], step)
+        if self.gan_loss.is_active(step):
+            log_vars.update(self.discriminator_phase(x, x_hat, optim_wrapper['discriminator']))
+        self.tokenizer_ema.update_parameters(self.tokenizer)
+        self.code_usage.update(q.indices)
+        return log_vars
+
+    def tokenizer_phase(self, x: Tensor, x_hat: Tensor, q, optim: OptimWrapper,
+                        step: int) -> Dict[str, Tensor]:
+        """(1) Step the tokenizer; the discriminator only passes gradients through."""
+        with frozen(self.discriminator), optim.optim_context(self.tokenizer):
+            losses = dict(loss_recon=self.recon_loss(x_hat, x))
+            if self.perceptual_loss is not None:
+                losses['loss_perceptual'] = self.perceptual_loss(x_hat, x)
+            losses.update(q.losses)
+            if self.gan_loss.is_active(step):
+                losses['loss_gan'] = self.gan_loss.generator_loss(self.discriminator(x_hat), step)
+            loss = sum(losses.values())
+            optim.update_params(loss)
+        return {f'tokenizer/{k}': v.detach() for k, v in losses.items()} | {
+            'tokenizer/loss': loss.detach()}
+
+    def discriminator_phase(self, x: Tensor, x_hat: Tensor, optim: OptimWrapper) -> Dict[str, Tensor]:
+        """(2) Step the discriminator on real vs detached reconstructions."""
+        with optim.optim_context(self.discriminator):
+            logits_real = self.discriminator(x)
+            logits_fake = self.discriminator(x_hat.detach())
+            loss = self.gan_loss.discriminator_loss(logits_real, logits_fake)
+        optim.update_params(loss)
+        return {'discriminator/loss': loss.detach(),
+                'discriminator/logits_real': logits_real.detach().mean(),
+                'discriminator/logits_fake': logits_fake.detach().mean()}
+
+    # ------------------------------------------------------------------ inference
+    @property
+    def eval_tokenizer(self):
+        return self.tokenizer_ema.module if self.val_use_ema else self.tokenizer
+
+    def forward(self, img: Tensor, label: Optional[Tensor] = None, mode: str = 'tensor'):
+        """``mode='tensor'``: reconstruction of ``img`` by the evaluation tokenizer."""
+        x_hat, _ = self.eval_tokenizer(img)
+        return x_hat
+
+    @torch.no_grad()
+    def val_step(self, data: dict) -> List[dict]:
+        data = self.data_preprocessor(data, False)
+        x_hat, q = self.eval_tokenizer(data['img'])
+        return [dict(gt_img=g.cpu(), pred_img=p.cpu(), indices=i.cpu())
+                for g, p, i in zip(data['img'], x_hat, q.indices)]
+
+    test_step = val_step

@@ -1,0 +1,95 @@
+"""tools/train.py end to end on real Fashion-MNIST: outputs, resume, and errors before training."""
+import glob
+import json
+import os.path as osp
+
+import pytest
+import torch
+
+from gear.engine.runner import find_latest_checkpoint
+
+from ..conftest import run_tool
+
+CONFIG = 'configs/tokenizer/tokenizer_vq_tiny_fashionmnist.py'
+FAST = ['train_dataloader.batch_size=8', 'val_dataloader.dataset.num_samples=16',
+        'val_dataloader.batch_size=16', 'train_cfg.val_interval=2',
+        'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
+        'custom_hooks.1.interval=1', 'log_processor.window_size=1', 'model.gan_loss.disc_start=1']
+
+
+def train(work_dir, max_iters, *args, options=(), check=True):
+    return run_tool(['tools/train.py', CONFIG, '--work-dir', str(work_dir), *args, '--cfg-options',
+                     f'train_cfg.max_iters={max_iters}', *FAST, *options], check=check)
+
+
+def scalars(work_dir):
+    rows = []
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            rows += [json.loads(line) for line in f]
+    return rows
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, fashion_mnist_root):
+    work_dir = tmp_path_factory.mktemp('stage0')
+    train(work_dir, 4)
+    return work_dir
+
+
+def test_run_writes_checkpoints_scalars_and_reconstructions(trained):
+    assert osp.isfile(trained / 'iter_2.pth') and osp.isfile(trained / 'iter_4.pth')
+    ckpt = torch.load(trained / 'iter_4.pth', weights_only=False)
+    assert ckpt['meta']['iter'] == 4
+    assert {'tokenizer', 'discriminator'} <= set(ckpt['optimizer'])
+    assert {'tokenizer', 'discriminator'} <= set(ckpt['param_schedulers'])
+    assert 'rng_state' in ckpt and {'python', 'numpy', 'torch'} <= set(ckpt['rng_state'])
+    keys = ckpt['state_dict'].keys()
+    assert any(k.startswith('tokenizer_ema.module.') for k in keys)
+    assert any(k.startswith('discriminator.') for k in keys)
+    assert not any(k.startswith('perceptual_loss.') for k in keys)  # frozen net not saved
+    rows = scalars(trained)
+    train_rows = [r for r in rows if 'tokenizer/loss_recon' in r]
+    assert [r['step'] for r in train_rows] == [1, 2, 3, 4]
+    assert 'codebook/tokenizer/usage' in train_rows[-1]
+    assert 'discriminator/loss' in train_rows[-1]  # disc_start=1: the GAN phase ran
+    val_rows = [r for r in rows if 'recon/psnr' in r]
+    assert [r['step'] for r in val_rows] == [0, 2, 4]  # step 0 from ValidateAtStartHook
+    pngs = sorted(osp.basename(p) for p in glob.glob(str(trained / 'vis' / '*.png')))
+    assert pngs == ['recon_iter_0000000.png', 'recon_iter_0000002.png', 'recon_iter_0000004.png']
+    assert glob.glob(str(trained / '*' / 'vis_data' / 'events.out.tfevents.*'))
+
+
+def test_resume_continues_with_the_step_count_intact(trained):
+    proc = train(trained, 6, '--resume')
+    assert 'iter_4.pth' in proc.stdout + proc.stderr
+    ckpt = torch.load(trained / 'iter_6.pth', weights_only=False)
+    assert ckpt['meta']['iter'] == 6
+    steps = [r['step'] for r in scalars(trained) if 'tokenizer/loss_recon' in r]
+    assert steps == [1, 2, 3, 4, 5, 6]  # steps 1-4 from the first run, 5-6 resumed, none twice
+
+
+def test_checkpoint_of_another_model_fails_naming_keys(trained, tmp_path):
+    ckpt = find_latest_checkpoint(str(trained))
+    proc = train(tmp_path, 2, '--resume', ckpt, options=['model.tokenizer.z_channels=16'],
+                 check=False)
+    assert proc.returncode != 0
+    err = proc.stderr
+    assert f'{ckpt} does not match' in err and 'shape mismatches' in err
+    assert 'tokenizer.encoder.conv_out.weight' in err
+    assert not glob.glob(str(tmp_path / '*.pth'))  # nothing trained, nothing written
+
+
+def test_config_error_exits_before_training_naming_the_key(tmp_path):
+    proc = train(tmp_path, 2, options=['model.tokenizer.quantizer.type=VectorQuantiser'],
+                 check=False)
+    assert proc.returncode != 0
+    assert 'model.tokenizer.quantizer.type' in proc.stderr and 'VectorQuantizer' in proc.stderr
+    assert not osp.exists(tmp_path / 'iter_2.pth')
+
+
+def test_missing_data_names_the_path(tmp_path):
+    proc = train(tmp_path, 2, options=['train_dataloader.dataset.data_root=/nonexistent/fmnist'],
+                 check=False)
+    assert proc.returncode != 0
+    assert '/nonexistent/fmnist' in proc.stderr and 'dataset-fashion-mnist' in proc.stderr

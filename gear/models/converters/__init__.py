@@ -4,3 +4,5 @@ The command-line front ends live in ``tools/model_converters/``.
 """
 from .llamagen_vq import (VQ8_ARCH, VQ16_ARCH, convert_llamagen_vq, infer_arch,  # noqa: F401
                           select_state_dict, to_llamagen_vq)
+from .llamagen_gpt import (GPT_ARCHS, convert_llamagen_gpt, gpt_arch_from_llamagen,  # noqa: F401
+                           to_llamagen_gpt)

@@ -1,0 +1,104 @@
+"""KV-cache decoding and sampling: cached == uncached, CFG, filtering, cached == full logits."""
+import pytest
+import torch
+
+from gear.models.ar import LlamaGenGPT, generate, sample_logits, top_k_top_p_filtering
+from gear.models.ar.sampling import cfg_scale_at
+
+TINY = dict(dim=32, n_layer=2, n_head=4, vocab_size=16, block_size=16, num_classes=5)
+
+
+@pytest.fixture(scope='module')
+def model():
+    """A tiny GPT (train-mode dropouts on, to check that generate switches to eval)."""
+    torch.manual_seed(0)
+    model = LlamaGenGPT(**TINY)
+    torch.nn.init.normal_(model.output.weight, std=0.5)
+    return model
+
+
+@pytest.mark.parametrize('kw', [
+    dict(cfg_scale=4.0, top_k=8, top_p=0.9),
+    dict(cfg_scale=2.0, cfg_schedule='linear', temperature=0.7),
+    dict(cfg_scale=1.0, top_p=0.8),
+])
+def test_cached_equals_uncached(model, kw):
+    cond = torch.tensor([0, 3, 4])
+    cached = generate(model, cond, generator=7, **kw)
+    uncached = generate(model, cond, generator=torch.Generator().manual_seed(7), use_cache=False,
+                        **kw)
+    assert cached.shape == (3, 16) and cached.dtype == torch.long
+    assert torch.equal(cached, uncached)
+    assert model.training  # mode restored
+    assert all(b.attention.kv_cache is None for b in model.layers)  # caches freed
+    assert not torch.equal(cached, generate(model, cond, generator=8, **kw))
+
+
+def test_cfg_scale_one_is_plain_conditional_sampling(model):
+    cond = torch.tensor([1, 2])
+    out = generate(model, cond, num_tokens=6, top_k=5, generator=3)
+    gen = torch.Generator().manual_seed(3)
+    tokens = torch.empty(2, 0, dtype=torch.long)
+    model.eval()
+    with torch.no_grad():
+        for _ in range(6):  # no batch doubling: batch 2 throughout
+            logits = model(tokens, cond).logits[:, -1]  # (2, V)
+            tokens = torch.cat([tokens, sample_logits(logits, 1.0, 5, 1.0, gen)[:, None]], 1)
+    model.train()
+    assert torch.equal(out, tokens)
+
+
+def test_cfg_combines_logits(model, monkeypatch):
+    """With scale s the sampler sees u + s * (c - u) of the doubled batch (null class second)."""
+    import gear.models.ar.sampling as gen_mod
+    seen = []
+    monkeypatch.setattr(gen_mod, 'sample_logits',
+                        lambda logits, *a: seen.append(logits) or logits.argmax(-1))
+    cond = torch.tensor([1, 2])
+    generate(model, cond, num_tokens=1, cfg_scale=3.0)
+    model.eval()
+    with torch.no_grad():
+        c = model(torch.empty(2, 0, dtype=torch.long), cond).logits[:, -1]
+        u = model(torch.empty(2, 0, dtype=torch.long), torch.full_like(cond, 5)).logits[:, -1]
+    model.train()
+    torch.testing.assert_close(seen[0], u + 3.0 * (c - u), rtol=1e-5, atol=1e-5)
+    assert cfg_scale_at(0, 16, 3.0, 'linear') == 1.0 and cfg_scale_at(8, 16, 3.0, 'linear') == 2.0
+    with pytest.raises(ValueError, match='cfg_schedule'):
+        generate(model, cond, cfg_scale=2.0, cfg_schedule='cosine')
+
+
+def test_cached_logits_equal_full_forward(model):
+    model.eval()
+    tokens, cond = torch.randint(0, 16, (2, 16)), torch.tensor([0, 4])
+    with torch.no_grad():
+        full = model(tokens[:, :-1], cond).logits  # (2, 16, V)
+        model.setup_caches(2, 1 + 16)
+        steps = [model.decode(None, cond, torch.arange(1))[:, -1]]  # predicts token 0
+        for i in range(15):
+            steps.append(model.decode(tokens[:, i:i + 1], None, torch.tensor([1 + i]))[:, -1])
+        model.clear_caches()
+        # prefill of a whole prefix at once gives the same logits too
+        model.setup_caches(2, 17)
+        prefill = model.decode(tokens[:, :7], cond, torch.arange(8))  # (2, 8, V)
+        model.clear_caches()
+    model.train()
+    cached = torch.stack(steps, dim=1)  # (2, 16, V)
+    assert ((cached - full).norm() / full.norm()).item() < 1e-5
+    assert ((prefill - full[:, :8]).norm() / full[:, :8].norm()).item() < 1e-5
+    with pytest.raises(RuntimeError, match='setup_caches'):
+        model.decode(None, cond, torch.arange(1))
+
+
+def test_filtering():
+    logits = torch.tensor([[1.0, 4.0, 3.0, 2.0, 0.0]])
+    removed = torch.isinf(top_k_top_p_filtering(logits, top_k=2))
+    assert removed.tolist() == [[True, False, False, True, True]]
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    kept = ~torch.isinf(top_k_top_p_filtering(probs.log(), top_p=0.7))
+    assert kept.tolist() == [[True, True, False, False]]  # keeps the token that crosses 0.7
+    kept = ~torch.isinf(top_k_top_p_filtering(probs.log(), top_p=0.1))
+    assert kept.tolist() == [[True, False, False, False]]  # at least one token
+    assert torch.equal(sample_logits(logits, temperature=0), torch.tensor([1]))
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([sample_logits(logits, top_k=2, generator=gen) for _ in range(200)])
+    assert set(draws.flatten().tolist()) == {1, 2}

@@ -17,6 +17,7 @@ default_hooks = dict(
 custom_hooks = [
     dict(type='RNGStateHook'),
     dict(type='CodebookMonitorHook', interval=log_interval),
+    dict(type='ExportWeightsHook'),  # {work_dir}/final.pth: what the next stage starts from
 ]
 
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

@@ -25,6 +25,7 @@ custom_hooks = [
     dict(type='RNGStateHook'),
     dict(type='CodebookMonitorHook', interval={{_base_.log_interval}}),
     dict(type='ReconstructionVisHook', num_images=32, nrow=8),
+    dict(type='ExportWeightsHook'),
 ]
 val_evaluator = dict(type='ReconstructionMetric', codebook_size=16384)
 test_evaluator = val_evaluator

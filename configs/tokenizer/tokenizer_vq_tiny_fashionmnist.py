@@ -29,6 +29,7 @@ custom_hooks = [
     dict(type='CodebookMonitorHook', interval=log_interval),
     dict(type='ValidateAtStartHook'),
     dict(type='ReconstructionVisHook', num_images=32, nrow=8),
+    dict(type='ExportWeightsHook'),
 ]
 log_processor = dict(window_size=log_interval)
 val_evaluator = dict(type='ReconstructionMetric', codebook_size={{_base_.tokenizer.quantizer.codebook_size}})

@@ -1,4 +1,5 @@
-"""Load tokenizer weights from a gear weights file or a released checkpoint, strictly.
+"""Load weights into gear modules strictly: tokenizers from gear weights files or released
+checkpoints, and stage-to-stage initialisation of sub-modules.
 
 Released LlamaGen / GEAR files are converted on the fly (``gear.models.converters``); gear
 weights files (``{'schema_version', 'arch', 'state_dict'}``) load as they are. Every file is
@@ -6,13 +7,14 @@ read with ``weights_only=True``; ``argparse.Namespace`` (the training arguments 
 bundles carry) is the one extra type allowed.
 """
 import argparse
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 from torch import nn
 
 from gear.models.converters.llamagen_vq import convert_llamagen_vq
-from gear.utils.checkpoint import SCHEMA_VERSION, CheckpointError, load_file, load_state_dict_strict
+from gear.utils.checkpoint import (SCHEMA_VERSION, CheckpointError, load_file,
+                                   load_state_dict_strict, load_weights)
 
 
 def read_checkpoint(path: str) -> dict:
@@ -42,3 +44,26 @@ def load_tokenizer_weights(tokenizer: nn.Module, path: str, key: Optional[str] =
     """Load ``path`` into ``tokenizer`` strictly; a mismatch names the file and the first keys."""
     load_state_dict_strict(tokenizer, tokenizer_state_dict(path, key), source=path)
     return tokenizer
+
+
+def load_submodules(model: nn.Module, path: str, modules: Dict[str, str]) -> nn.Module:
+    """Initialise sub-modules of ``model`` from a gear weights file, strictly, prefix by prefix.
+
+    How a stage starts from an earlier one: e.g. stage 1 takes ``{'tokenizer': 'tokenizer',
+    'tokenizer_ema': 'tokenizer_ema', 'discriminator': 'discriminator'}`` from stage 0's
+    ``final.pth``; stage 2 takes ``{'tokenizer_ema.module': 'tokenizer'}`` (the EMA tokenizer).
+
+    Args:
+        model: the model whose attributes are filled.
+        path: a gear weights file (``ExportWeightsHook`` writes one at the end of every stage).
+        modules: source key prefix in the file -> dotted attribute path in ``model``.
+    """
+    state_dict = load_weights(path)['state_dict']
+    for src, dst in modules.items():
+        prefix = src + '.'
+        part = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if not part:
+            prefixes = sorted({k.split('.')[0] for k in state_dict})
+            raise CheckpointError(f'{path} has no weights under {src!r} (it has: {prefixes})')
+        load_state_dict_strict(model.get_submodule(dst), part, source=f'{path} [{src}]')
+    return model

@@ -24,7 +24,8 @@ _REGISTRIES = [R.TOKENIZERS, R.QUANTIZERS, R.AR_BACKBONES, R.READOUTS, R.ALIGN_E
                R.OPTIM_WRAPPER_CONSTRUCTORS, R.PARAM_SCHEDULERS, R.METRICS, R.EVALUATOR,
                R.VISUALIZERS, R.VISBACKENDS, R.LOG_PROCESSORS, R.RUNNERS, R.STRATEGIES,
                R.MODEL_WRAPPERS]
-# Arguments the runner or a parent component injects, so a config never gives them.
+# Arguments the runner or a parent component injects, so a config never gives them (a class
+# can name more in its ``injected_args``).
 _INJECTED = {'self', 'runner', 'dataloader', 'evaluator', 'params', 'optimizer', 'dataset',
              'module', 'model', 'data_preprocessor', 'init_cfg'}
 # Sub-trees whose required arguments are all the config's to give.
@@ -84,7 +85,8 @@ def _check_arguments(path: str, cfg: dict, obj) -> None:
     if any(path == p or path.startswith(p + '.') for p in _REQUIRED_CHECKED):
         for name, p in params.items():
             if (p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-                    and name not in _INJECTED and name not in cfg):
+                    and name not in _INJECTED and name not in cfg
+                    and name not in getattr(obj, 'injected_args', ())):
                 raise ConfigError(f'{path}.{name}: missing; {obj.__name__} requires it')
 
 

@@ -23,6 +23,13 @@ from gear.registry import DISCRIMINATORS, LOSSES, MODELS, TOKENIZERS
 from gear.utils.frozen import frozen
 
 
+def prefixed(phase: str, losses: Dict[str, Tensor], total: Tensor) -> Dict[str, Tensor]:
+    """Detached log entries ``{phase}/{name}`` for each term and ``{phase}/loss`` for the total."""
+    logs = {f'{phase}/{k}': v.detach() for k, v in losses.items()}
+    logs[f'{phase}/loss'] = total.detach()
+    return logs
+
+
 def current_step() -> int:
     """The global training step (mmengine's message hub keeps it, also across resume)."""
     return int(MessageHub.get_current_instance().get_info('iter', 0))
@@ -73,20 +80,24 @@ class TokenizerWarmup(BaseModel):
         self.code_usage.update(q.indices)
         return log_vars
 
+    def reconstruction_losses(self, x: Tensor, x_hat: Tensor, q, step: int) -> Dict[str, Tensor]:
+        """L1 + perceptual + quantizer losses + the GAN generator term (once it is active)."""
+        losses = dict(loss_recon=self.recon_loss(x_hat, x))
+        if self.perceptual_loss is not None:
+            losses['loss_perceptual'] = self.perceptual_loss(x_hat, x)
+        losses.update(q.losses)
+        if self.gan_loss.is_active(step):
+            losses['loss_gan'] = self.gan_loss.generator_loss(self.discriminator(x_hat), step)
+        return losses
+
     def tokenizer_phase(self, x: Tensor, x_hat: Tensor, q, optim: OptimWrapper,
                         step: int) -> Dict[str, Tensor]:
         """(1) Step the tokenizer; the discriminator only passes gradients through."""
         with frozen(self.discriminator), optim.optim_context(self.tokenizer):
-            losses = dict(loss_recon=self.recon_loss(x_hat, x))
-            if self.perceptual_loss is not None:
-                losses['loss_perceptual'] = self.perceptual_loss(x_hat, x)
-            losses.update(q.losses)
-            if self.gan_loss.is_active(step):
-                losses['loss_gan'] = self.gan_loss.generator_loss(self.discriminator(x_hat), step)
+            losses = self.reconstruction_losses(x, x_hat, q, step)
             loss = sum(losses.values())
             optim.update_params(loss)
-        return {f'tokenizer/{k}': v.detach() for k, v in losses.items()} | {
-            'tokenizer/loss': loss.detach()}
+        return prefixed('tokenizer', losses, loss)
 
     def discriminator_phase(self, x: Tensor, x_hat: Tensor, optim: OptimWrapper) -> Dict[str, Tensor]:
         """(2) Step the discriminator on real vs detached reconstructions."""

@@ -1,8 +1,9 @@
 """Training hooks: codebook monitoring, RNG state in checkpoints, validation at step 0,
-reconstruction grids."""
+reconstruction grids, weights export."""
 from .codebook_monitor import CodebookMonitorHook
+from .export_weights import ExportWeightsHook
 from .reconstruction_vis import ReconstructionVisHook
 from .rng_state import RNGStateHook
 from .validate_at_start import ValidateAtStartHook
 
-__all__ = ['CodebookMonitorHook', 'ReconstructionVisHook', 'RNGStateHook', 'ValidateAtStartHook']
+__all__ = ['CodebookMonitorHook', 'ExportWeightsHook', 'ReconstructionVisHook', 'RNGStateHook', 'ValidateAtStartHook']

@@ -37,6 +37,8 @@ class REPALoss(nn.Module):
             applied here or by the caller; 1.0 leaves it to the caller).
     """
 
+    injected_args = ('hidden_dim', 'teachers')  # filled in by ``Prior`` from the AR and teachers
+
     def __init__(self, hidden_dim: int, teachers: Dict[str, int], projector_hidden_dim: int = 2048,
                  loss_weight: float = 1.0):
         super().__init__()

@@ -1,0 +1,8 @@
+# Stage-2 / baseline model: the prior (LlamaGen GPT + REPA projector) on a frozen tokenizer.
+# The experiment adds ``tokenizer``, ``tokenizer_from``, ``prior.ar`` and ``teachers``.
+model = dict(
+    type='FrozenTokenizerAR',
+    prior=dict(align_loss=dict(type='REPALoss', projector_hidden_dim=2048), align_depth=8),
+    lambda_ar=0.5,
+    ema_decay=0.9999,
+)

@@ -1,0 +1,29 @@
+"""At the end of training, export the model as a gear weights file: ``{work_dir}/final.pth``.
+
+The file is the unwrapped model state dict with a schema version and, as ``arch``, the model
+config, so a later stage (``init_from``), sampling or evaluation can rebuild and load it with
+``weights_only=True``, without mmengine's training-state pickles. Written atomically; its
+presence marks the stage complete for ``tools/pipeline.py``.
+"""
+import os.path as osp
+
+from mmengine.dist import master_only
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from gear.registry import HOOKS
+from gear.utils.checkpoint import save_weights
+
+FINAL_WEIGHTS = 'final.pth'
+
+
+@HOOKS.register_module()
+class ExportWeightsHook(Hook):
+    """Write ``final.pth`` after the last step (also when a resumed run ends)."""
+    priority = 'LOWEST'
+
+    @master_only
+    def after_train(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        arch = dict(model=runner.cfg.model.to_dict(), iter=runner.iter)
+        save_weights(model.state_dict(), osp.join(runner.work_dir, FINAL_WEIGHTS), arch=arch)

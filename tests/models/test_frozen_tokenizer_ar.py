@@ -1,0 +1,73 @@
+"""Stage 2 / baseline: the tokenizer comes from an earlier stage's EMA and never changes."""
+import copy
+
+import pytest
+import torch
+from mmengine.logging import MessageHub
+from mmengine.optim import build_optim_wrapper
+
+from gear.registry import MODELS
+from gear.utils.checkpoint import CheckpointError, save_weights
+
+from .test_gear_invariants import TINY_GEAR, data
+
+_opt = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-2))
+
+
+@pytest.fixture(scope='module')
+def stage1_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    MessageHub.get_instance('gear-stage2').update_info('iter', 0)
+    gear = MODELS.build(TINY_GEAR)
+    optim = build_optim_wrapper(gear, dict(constructor='ModuleOptimWrapperConstructor',
+                                           tokenizer=_opt, discriminator=_opt, prior=_opt))
+    x, cond = data()
+    for _ in range(2):  # EMA and online weights now differ
+        gear.train_step(dict(img=x, label=cond), optim)
+    path = str(tmp_path_factory.mktemp('stage1') / 'final.pth')
+    save_weights(gear.state_dict(), path)
+    return gear, path
+
+
+def stage2_cfg(path, **kw):
+    return dict(type='FrozenTokenizerAR', tokenizer=TINY_GEAR['tokenizer'],
+                tokenizer_from=dict(checkpoint=path, prefix='tokenizer_ema.module'),
+                prior=copy.deepcopy(TINY_GEAR['prior']), teachers=TINY_GEAR['teachers'],
+                ema_decay=0.9, **kw)
+
+
+def test_tokenizer_is_the_earlier_stage_ema_and_stays_frozen(stage1_weights):
+    gear, path = stage1_weights
+    model = MODELS.build(stage2_cfg(path)).train()
+    for a, b in zip(model.tokenizer.parameters(), gear.tokenizer_ema.module.parameters()):
+        assert torch.equal(a, b)
+    assert not model.tokenizer.training and not any(p.requires_grad for p in model.tokenizer.parameters())
+    optim = build_optim_wrapper(model, dict(constructor='ModuleOptimWrapperConstructor', prior=_opt))
+    before = {k: v.clone() for k, v in model.tokenizer.state_dict().items()}
+    prior_before = [p.clone() for p in model.prior.parameters()]
+    x, cond = data()
+    logs = model.train_step(dict(img=x, label=cond), optim)
+    assert {'prior/loss_ntp', 'prior/loss_align', 'prior/cos/effnet'} <= set(logs)
+    assert all(torch.equal(before[k], v) for k, v in model.tokenizer.state_dict().items())
+    assert any(not torch.equal(a, b) for a, b in zip(prior_before, model.prior.parameters()))
+    out = model.val_step(dict(img=x, label=cond))
+    assert len(out) == 2 and out[0]['loss_ntp'] > 0 and -1 <= out[0]['cos/effnet'] <= 1
+
+
+def test_ar_init_continues_the_stage1_prior(stage1_weights):
+    gear, path = stage1_weights
+    fresh = MODELS.build(stage2_cfg(path))
+    init = MODELS.build(stage2_cfg(path, prior_from=dict(
+        checkpoint=path, modules=dict(prior='prior', prior_ema='prior_ema'))))
+    for a, b, c in zip(init.prior.parameters(), gear.prior.parameters(), fresh.prior.parameters()):
+        assert torch.equal(a, b)
+    assert any(not torch.equal(a, c) for a, c in zip(init.prior.parameters(), fresh.prior.parameters()))
+
+
+def test_missing_prefix_and_missing_file_name_the_problem(stage1_weights, tmp_path):
+    _, path = stage1_weights
+    with pytest.raises(CheckpointError, match=r"no weights under 'vq_ema'.*tokenizer_ema"):
+        MODELS.build(stage2_cfg(path) | dict(tokenizer_from=dict(checkpoint=path, prefix='vq_ema')))
+    missing = str(tmp_path / 'nope.pth')
+    with pytest.raises(CheckpointError, match='not found: .*nope.pth'):
+        MODELS.build(stage2_cfg(missing))

@@ -44,3 +44,23 @@ def run_tool(args, cwd=REPO, timeout=600, check=True) -> subprocess.CompletedPro
         raise AssertionError(f'{args} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}'
                              f'\n--- stderr\n{proc.stderr[-4000:]}')
     return proc
+
+
+@pytest.fixture(scope='session')
+def imagenet_layout(tmp_path_factory) -> str:
+    """A real ImageNet-layout folder (train/ and val/, one wnid folder per label) made of the 20
+    ImageNet photos that ship with foolbox."""
+    import pathlib
+
+    foolbox = pytest.importorskip('foolbox')
+    photos = sorted((pathlib.Path(foolbox.__file__).parent / 'data').glob('imagenet_*.jpg'))
+    if not photos:
+        pytest.skip('foolbox ships no ImageNet photos in this version')
+    root = tmp_path_factory.mktemp('imagenet')
+    for split in ('train', 'val'):
+        for photo in photos:
+            label = int(photo.stem.split('_')[-1])
+            folder = root / split / f'n{label:08d}'
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / photo.name).symlink_to(photo)
+    return str(root)

@@ -7,7 +7,6 @@ _base_ = [
     '../_base_/models/vq_tiny.py',
     '../_base_/models/ar_tiny.py',
     '../_base_/models/gear.py',
-    '../_base_/teachers/efficientnet_lite0.py',
     '../_base_/datasets/fashion_mnist.py',
     '../_base_/schedules/gear.py',
 ]
@@ -22,6 +21,7 @@ model = dict(
     tokenizer={{_base_.tokenizer}},
     init_from=dict(checkpoint=stage0, modules=dict(
         tokenizer='tokenizer', tokenizer_ema='tokenizer_ema', discriminator='discriminator')),
+    # the offline teacher, at 128 px (the images are 32 px) on the 8x8 token grid
     teachers=dict(effnet=dict(type='EfficientNetLite0Teacher', grid_size=8, image_size=128)),
     prior=dict(ar={{_base_.ar}}, align_depth=2,  # 2 of 4 blocks (the paper: 8 of 24 for L)
                align_loss=dict(projector_hidden_dim=256)),

@@ -77,7 +77,7 @@ def _check_arguments(path: str, cfg: dict, obj) -> None:
     accepted = [n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
     if not takes_kwargs:
         for key in cfg:
-            if key != 'type' and key not in accepted:
+            if key not in ('type', '_delete_') and key not in accepted:
                 hint = difflib.get_close_matches(key, accepted, n=1)
                 hint = f'; did you mean {hint[0]!r}?' if hint else ''
                 raise ConfigError(f'{path}.{key}: {obj.__name__} has no argument {key!r}{hint} '
@@ -100,7 +100,9 @@ def check_config(cfg: Config) -> None:
     cfg_dict = cfg.to_dict() if isinstance(cfg, (Config, ConfigDict)) else dict(cfg)
     if 'model' not in cfg_dict:
         raise ConfigError('model: missing; a config must define the model')
-    for path, node in _typed_dicts(cfg_dict, ''):
+    # Top-level names starting with '_' are a config file's own helper variables, not settings.
+    public = {k: v for k, v in cfg_dict.items() if not str(k).startswith('_')}
+    for path, node in _typed_dicts(public, ''):
         type_ = node['type']
         obj = _lookup(type_) if isinstance(type_, str) else type_
         if obj is None:

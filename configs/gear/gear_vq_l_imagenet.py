@@ -1,0 +1,38 @@
+# Stage 1, GEAR joint, reference recipe (REFERENCE.md): VQ-16 tokenizer + PatchGAN + LlamaGen
+# GPT-L (+ REPA projector) on ImageNet 256 px, DINOv2 ViT-B/14 teacher, tau 0.1, lambda 0.5,
+# lambda_ar 0.5, D = 8, global batch 256, AdamW 1e-4 for every group, EMA 0.9999, 400k steps, bf16.
+#   torchrun --nproc_per_node 8 tools/train.py configs/gear/gear_vq_l_imagenet.py --launcher pytorch
+# Starts from stage 0 (configs/tokenizer/tokenizer_vq16_imagenet.py). To start from the released
+# Warmup-VQ instead: --cfg-options model.init_from=None model.tokenizer_init=vq-with-gan.pt
+_base_ = [
+    '../_base_/default_runtime.py',
+    '../_base_/models/vq16.py',
+    '../_base_/models/llamagen_gpt_l.py',
+    '../_base_/models/gear.py',
+    '../_base_/teachers/dinov2_vitb14.py',
+    '../_base_/datasets/imagenet.py',
+    '../_base_/schedules/gear.py',
+]
+stage0 = 'work_dirs/tokenizer_vq16_imagenet/final.pth'  # this stage from that stage
+
+model = dict(
+    tokenizer={{_base_.tokenizer}},
+    init_from=dict(checkpoint=stage0, modules=dict(
+        tokenizer='tokenizer', tokenizer_ema='tokenizer_ema', discriminator='discriminator')),
+    teachers={{_base_.teachers}},
+    prior=dict(ar={{_base_.ar}}, align_depth=8),  # D = 8 of 24 blocks for L
+    readout=dict(type='SoftReadout', tau=0.1),
+    lambda_align=0.5,
+    lambda_ar=0.5,
+)
+_adamw = dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8)
+_group = dict(type='AmpOptimWrapper', dtype='bfloat16', optimizer=_adamw, clip_grad=dict(max_norm=1.0))
+optim_wrapper = dict(tokenizer=_group, discriminator=_group, prior=_group)
+custom_hooks = [
+    dict(type='RNGStateHook'),
+    dict(type='CodebookMonitorHook', interval={{_base_.log_interval}}),
+    dict(type='ReconstructionVisHook', num_images=32, nrow=8),
+    dict(type='ExportWeightsHook'),
+]
+val_evaluator = dict(type='ReconstructionMetric', codebook_size=16384)
+test_evaluator = val_evaluator

@@ -1,0 +1,76 @@
+"""The reference ImageNet recipes build at full size and run a real step on CPU, so they cannot
+rot. Reduced: batch, resolution (64 px: 4x4 tokens), no bf16 (CPU), random teacher weights of the
+real DINOv2 architecture (no hub here), ST-LPIPS instead of LPIPS-VGG (no ImageNet VGG here), and
+no earlier-stage checkpoint; data are real ImageNet photos in the ImageNet layout."""
+import glob
+import json
+import os.path as osp
+
+import pytest
+
+from ..conftest import run_tool
+
+CPU_OVERRIDES = [
+    'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
+    'train_dataloader.persistent_workers=False', 'train_dataloader.pin_memory=False',
+    'train_dataloader.dataset.resolution=64',
+    'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
+    'test_cfg=None', 'test_dataloader=None', 'test_evaluator=None',
+    'train_cfg.max_iters=1', 'default_hooks.logger.interval=1',
+    'model.prior.ar.block_size=16',  # 64 px / 16 = 4x4 tokens
+    'model.teachers.dinov2.pretrained_source=none', 'model.teachers.dinov2.image_size=56',
+    'model.teachers.dinov2.grid_size=4',
+]
+
+
+FP32_CHILD = """_base_ = [{base!r}]
+_adamw = dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8)
+_fp32 = dict(_delete_=True, type='OptimWrapper', optimizer=_adamw, clip_grad=dict(max_norm=1.0))
+optim_wrapper = dict({groups})
+"""
+
+
+def fp32_child(config, groups, tmp_path) -> str:
+    """A config inheriting ``config`` with plain fp32 optimizer wrappers (AMP needs a GPU)."""
+    path = tmp_path / ('cpu_' + osp.basename(config))
+    path.write_text(FP32_CHILD.format(base=osp.abspath(config),
+                                      groups=', '.join(f'{g}=_fp32' for g in groups)))
+    return str(path)
+
+
+def one_step(config, work_dir, data_root, extra):
+    run_tool(['tools/train.py', config, '--work-dir', str(work_dir), '--cfg-options',
+              f'train_dataloader.dataset.data_root={data_root}', *CPU_OVERRIDES, *extra],
+             timeout=900)
+    (path,) = glob.glob(osp.join(str(work_dir), '*', 'vis_data', 'scalars.json'))
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize('size', ['l'])
+def test_gear_imagenet_recipe_runs_a_step(size, tmp_path, imagenet_layout):
+    config = fp32_child(f'configs/gear/gear_vq_{size}_imagenet.py',
+                        ('tokenizer', 'discriminator', 'prior'), tmp_path)
+    rows = one_step(config, tmp_path / 'run', imagenet_layout, [
+        'model.init_from=None', 'model.perceptual_loss.type=STLPIPS',
+        'model.perceptual_loss.net=alex'])
+    row = rows[-1]
+    assert row['step'] == 1
+    for key in ('tokenizer/loss_align_soft', 'prior/loss_ntp', 'discriminator/loss'):
+        assert key in row and row[key] == row[key]  # logged and not NaN
+
+
+def test_baseline_imagenet_recipe_runs_a_step(tmp_path, imagenet_layout, shared_dir):
+    # the frozen tokenizer: VQ-16 weights of random values in the released key layout
+    import torch
+
+    from gear.models.converters.llamagen_vq import VQ16_ARCH, to_llamagen_vq
+    from gear.models.tokenizers import VQTokenizer
+
+    released = to_llamagen_vq(VQTokenizer(**VQ16_ARCH).state_dict())
+    path = tmp_path / 'vq_ds16_c2i.pt'
+    torch.save({'model': released}, path)
+    config = fp32_child('configs/ar/baseline_vq_l_imagenet.py', ('prior',), tmp_path)
+    rows = one_step(config, tmp_path / 'run', imagenet_layout, [
+        f'model.tokenizer_from.checkpoint={path}', 'model.tokenizer_from.prefix=None'])
+    assert rows[-1]['step'] == 1 and 'prior/loss_ntp' in rows[-1]

@@ -16,7 +16,7 @@ default_hooks = dict(
 )
 custom_hooks = [
     dict(type='RNGStateHook'),
-    dict(type='CodebookMonitorHook', interval=log_interval),
+    dict(type='CodebookMonitorHook'),
     dict(type='ExportWeightsHook'),  # {work_dir}/final.pth: what the next stage starts from
 ]
 

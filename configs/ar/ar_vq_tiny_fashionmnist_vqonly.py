@@ -29,7 +29,7 @@ default_hooks = dict(logger=dict(interval=log_interval),
                      checkpoint=dict(interval=val_interval * 2, max_keep_ckpts=2))
 custom_hooks = [
     dict(type='RNGStateHook'),
-    dict(type='CodebookMonitorHook', interval=log_interval),
+    dict(type='CodebookMonitorHook'),
     dict(type='ExportWeightsHook'),
 ]
 log_processor = dict(window_size=log_interval)

@@ -30,7 +30,7 @@ _group = dict(type='AmpOptimWrapper', dtype='bfloat16', optimizer=_adamw, clip_g
 optim_wrapper = dict(tokenizer=_group, discriminator=_group, prior=_group)
 custom_hooks = [
     dict(type='RNGStateHook'),
-    dict(type='CodebookMonitorHook', interval={{_base_.log_interval}}),
+    dict(type='CodebookMonitorHook'),
     dict(type='ReconstructionVisHook', num_images=32, nrow=8),
     dict(type='ExportWeightsHook'),
 ]

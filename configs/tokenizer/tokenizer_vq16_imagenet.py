@@ -23,7 +23,7 @@ optim_wrapper = dict(
     discriminator=dict(type='AmpOptimWrapper', dtype='bfloat16', optimizer=_adamw))
 custom_hooks = [
     dict(type='RNGStateHook'),
-    dict(type='CodebookMonitorHook', interval={{_base_.log_interval}}),
+    dict(type='CodebookMonitorHook'),
     dict(type='ReconstructionVisHook', num_images=32, nrow=8),
     dict(type='ExportWeightsHook'),
 ]

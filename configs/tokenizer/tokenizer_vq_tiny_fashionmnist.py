@@ -26,7 +26,7 @@ default_hooks = dict(logger=dict(interval=log_interval),
                      checkpoint=dict(interval=val_interval, max_keep_ckpts=2))
 custom_hooks = [
     dict(type='RNGStateHook'),
-    dict(type='CodebookMonitorHook', interval=log_interval),
+    dict(type='CodebookMonitorHook'),
     dict(type='ValidateAtStartHook'),
     dict(type='ReconstructionVisHook', num_images=32, nrow=8),
     dict(type='ExportWeightsHook'),

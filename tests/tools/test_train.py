@@ -14,7 +14,7 @@ CONFIG = 'configs/tokenizer/tokenizer_vq_tiny_fashionmnist.py'
 FAST = ['train_dataloader.batch_size=8', 'val_dataloader.dataset.num_samples=16',
         'val_dataloader.batch_size=16', 'train_cfg.val_interval=2',
         'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
-        'custom_hooks.1.interval=1', 'log_processor.window_size=1', 'model.gan_loss.disc_start=1']
+        'log_processor.window_size=1', 'model.gan_loss.disc_start=1']
 
 
 def train(work_dir, max_iters, *args, options=(), check=True):

@@ -1,0 +1,70 @@
+"""tools/pipeline.py: the stages run in dependency order on real data, a rerun skips complete
+stages, the summary holds every stage and both AR curves; bad pipelines fail naming the stage."""
+import json
+import os.path as osp
+
+import pytest
+
+from gear.apis.pipeline import load_pipeline
+
+from ..conftest import run_tool
+
+PIPELINE = 'configs/pipelines/gear_vq_tiny_fashionmnist.py'
+FAST = ['train_cfg.max_iters=4', 'train_cfg.val_interval=2', 'default_hooks.logger.interval=2',
+        'default_hooks.checkpoint.interval=2', 'train_dataloader.batch_size=8',
+        'val_dataloader.dataset.num_samples=16']
+
+
+@pytest.fixture(scope='module')
+def ran(tmp_path_factory, fashion_mnist_root):
+    work_dir = tmp_path_factory.mktemp('pipeline')
+    proc = run_tool(['tools/pipeline.py', PIPELINE, '--work-dir', str(work_dir),
+                     '--cfg-options', *FAST], timeout=900)
+    return work_dir, proc
+
+
+def test_stages_run_in_dependency_order_and_export_weights(ran):
+    work_dir, proc = ran
+    order = [line.split(':')[0].split('] ')[1] for line in proc.stdout.splitlines()
+             if line.startswith('[pipeline] ') and 'train.py' in line]
+    assert order == ['stage0_warmup', 'stage1_gear', 'stage2_vqonly', 'baseline']
+    for stage in order:
+        assert osp.isfile(work_dir / stage / 'final.pth')
+    # stage 1 read stage 0's export, stage 2 read stage 1's, the baseline stage 0's
+    assert f'model.init_from.checkpoint={work_dir}/stage0_warmup/final.pth' in proc.stdout
+    assert f'model.tokenizer_from.checkpoint={work_dir}/stage1_gear/final.pth' in proc.stdout
+
+
+def test_summary_has_every_stage_and_both_curves(ran):
+    work_dir, _ = ran
+    summary = json.loads((work_dir / 'summary.json').read_text())
+    assert set(summary['stages']) == {'stage0_warmup', 'stage1_gear', 'stage2_vqonly', 'baseline'}
+    for name, stage in summary['stages'].items():
+        assert stage['complete'] and stage['steps'] == 4, name
+        assert stage['final_losses'], name
+    assert 'usage' in summary['stages']['stage1_gear']['codebook']
+    assert 'prior/loss_ntp' in summary['stages']['stage1_gear']['final_losses']
+    for role in ('gear', 'baseline'):
+        curve = summary['curves'][role]
+        assert curve['step'] == [2, 4] and len(curve['loss_ntp']) == 2 and len(curve['loss_align']) == 2
+    assert osp.getsize(work_dir / 'curves.png') > 1000
+
+
+def test_rerun_skips_complete_stages(ran):
+    work_dir, _ = ran
+    before = osp.getmtime(work_dir / 'stage1_gear' / 'final.pth')
+    proc = run_tool(['tools/pipeline.py', PIPELINE, '--work-dir', str(work_dir),
+                     '--cfg-options', *FAST])
+    assert proc.stdout.count('complete (') == 4 and 'train.py' not in proc.stdout
+    assert osp.getmtime(work_dir / 'stage1_gear' / 'final.pth') == before
+
+
+def test_bad_pipelines_name_the_stage(tmp_path):
+    bad = tmp_path / 'bad.py'
+    bad.write_text("work_dir = 'w'\nstages = [dict(name='a', config='" + PIPELINE +
+                   "', inputs={'model.x': 'b'})]\n")
+    with pytest.raises(ValueError, match=r"stages\[0\] \(a\): inputs\['model.x'\] names 'b'"):
+        load_pipeline(str(bad))
+    bad.write_text("work_dir = 'w'\nstages = [dict(name='a', config='configs/nope.py')]\n")
+    with pytest.raises(FileNotFoundError, match='config not found: configs/nope.py'):
+        load_pipeline(str(bad))

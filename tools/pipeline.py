@@ -1,0 +1,50 @@
+"""Run a pipeline of stages on this machine, then summarise it.
+
+    python tools/pipeline.py configs/pipelines/gear_vq_tiny_fashionmnist.py
+    python tools/pipeline.py PIPELINE --stages stage0_warmup stage1_gear   # a subset
+    python tools/pipeline.py PIPELINE --cfg-options train_cfg.max_iters=20  # for every stage
+    python tools/pipeline.py PIPELINE --dry-run                             # print the commands
+
+Complete stages (with ``final.pth``) are skipped and unfinished ones resume, so rerunning the
+same command continues where it stopped. Ends by writing ``summary.json`` and ``curves.png``.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from mmengine.config import DictAction  # noqa: E402
+
+from gear.apis.pipeline import load_pipeline, run_pipeline  # noqa: E402
+from gear.apis.summary import write_summary  # noqa: E402
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description='Run the stages of a gear pipeline.')
+    parser.add_argument('pipeline', help='pipeline config (configs/pipelines/...)')
+    parser.add_argument('--work-dir', help='override the pipeline work dir')
+    parser.add_argument('--stages', nargs='+', help='run only these stages')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='config overrides applied to every stage')
+    parser.add_argument('--dry-run', action='store_true', help='print the commands only')
+    args = parser.parse_args(argv)
+    pipeline = load_pipeline(args.pipeline, args.work_dir)
+    if args.dry_run:
+        for stage in pipeline.stages:
+            state = 'complete' if pipeline.is_complete(stage.name) else 'to run'
+            print(f'{stage.name} [{state}] after {stage.depends_on or "-"}:\n  '
+                  + ' '.join(pipeline.train_command(stage, args.cfg_options)))
+        return
+    try:
+        run_pipeline(pipeline, only=args.stages, extra=args.cfg_options)
+    except RuntimeError as e:
+        sys.exit(str(e))
+    summary = write_summary(pipeline)
+    print(f'[pipeline] done: {osp.join(pipeline.work_dir, "summary.json")}')
+    for role, values in summary.get('comparison', {}).get('final_loss_ntp', {}).items():
+        print(f'[pipeline] final next-token loss, {role}: {values}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,126 @@
+"""Generation metrics of a set of samples against reference statistics: FID, improved precision
+and recall, Inception Score, with the settings that must be reported beside them.
+
+``compute_generative_metrics`` is a plain helper (the sampling loop feeds it batches); a metric
+that cannot be computed is listed under ``unavailable`` with the reason instead of a number.
+"""
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+import torch
+
+from .fid import (ReferenceStats, feature_statistics, frechet_distance,
+                  frechet_distance_from_features)
+from .precision_recall import precision_recall
+
+
+def inception_score(logits, split_size: int = 5000) -> float:
+    """Inception Score ``exp(E_x KL(p(y|x) || p(y)))`` of (N, C) logits, averaged over splits of
+    ``split_size`` samples, as the ADM evaluator computes it (``compute_inception_score``).
+
+    Uniform predictions give 1; confident predictions spread evenly over C classes give C.
+    """
+    logits = torch.as_tensor(logits, dtype=torch.float64)
+    if logits.ndim != 2:
+        raise ValueError(f'expected (N, C) logits, got shape {tuple(logits.shape)}')
+    scores = []
+    for part in logits.split(split_size):
+        log_p = torch.log_softmax(part, dim=1)  # (n, C) log p(y|x)
+        log_py = torch.logsumexp(log_p, dim=0) - np.log(len(part))  # (C,) log p(y)
+        kl = (log_p.exp() * (log_p - log_py[None])).sum(1)  # (n,)
+        scores.append(float(kl.mean().exp()))
+    return float(np.mean(scores))
+
+
+def _to_model_range(batch) -> torch.Tensor:
+    """A batch of images -> (B, 3, H, W) float in [-1, 1]. uint8 input (NHWC as in ADM sample
+    ``.npz`` files, or NCHW) is read as 0..255 pixels."""
+    x = torch.as_tensor(np.asarray(batch)) if not isinstance(batch, torch.Tensor) else batch
+    if x.dtype == torch.uint8:
+        if x.ndim == 4 and x.shape[-1] == 3 and x.shape[1] != 3:
+            x = x.permute(0, 3, 1, 2)  # (B, H, W, 3) -> (B, 3, H, W)
+        x = x.float() / 127.5 - 1
+    return x
+
+
+def _unpack_reference(reference):
+    """(mu, sigma), (mu, sigma, features), ``ReferenceStats`` or a dict -> the three parts."""
+    if isinstance(reference, dict):
+        return reference['mu'], reference['sigma'], reference.get('features')
+    if isinstance(reference, ReferenceStats):
+        return reference.mu, reference.sigma, reference.features
+    if len(reference) == 2:
+        return reference[0], reference[1], None
+    return tuple(reference)
+
+
+def compute_generative_metrics(fake_images_iter: Iterable, reference, inception,
+                               k: int = 3, is_split_size: int = 5000,
+                               max_samples: Optional[int] = None, fid_method: str = 'sqrtm'
+                               ) -> Dict:
+    """FID (and precision / recall / IS where possible) of generated images.
+
+    Args:
+        fake_images_iter: iterable of image batches, (B, 3, H, W) float in [-1, 1] or uint8.
+        reference: ``(mu (D,), sigma (D, D), real_features (N, D) or None)`` (a 2-tuple, a
+            ``ReferenceStats`` or a dict from ``load_reference_npz`` also work).
+        inception: an ``InceptionFeatures``; must be the network (and resize filter) the
+            reference statistics were computed with.
+        k: neighbourhood size of precision / recall.
+        is_split_size: samples per Inception Score split (ADM: 5000).
+        max_samples: stop after this many samples.
+        fid_method: ``'sqrtm'``: ``frechet_distance`` on (mu, sigma), the pytorch-fid / ADM
+            computation (use it for reported numbers); ``'features'``:
+            ``frechet_distance_from_features`` against the real features (same value to
+            rounding, much faster for a few hundred samples; needs real features).
+
+    Returns:
+        dict with ``fid``; ``precision`` and ``recall`` when real features are given;
+        ``inception_score`` when the network has logits; ``unavailable`` (name -> reason) for
+        those that could not be computed; and the settings ``num_samples``,
+        ``resize_filter``, ``quantize``, ``feature_network`` (sha256[:16] of the network file),
+        ``fid_method``.
+    """
+    ref_mu, ref_sigma, ref_feats = _unpack_reference(reference)
+    if fid_method not in ('sqrtm', 'features'):
+        raise ValueError(f"fid_method must be 'sqrtm' or 'features', got {fid_method!r}")
+    if fid_method == 'features' and ref_feats is None:
+        raise ValueError("fid_method='features' needs the real features in `reference`")
+    feats, logits, n = [], [], 0
+    for batch in fake_images_iter:
+        x = _to_model_range(batch)
+        if max_samples is not None:
+            x = x[:max_samples - n]
+        if len(x) == 0:
+            break
+        if inception.has_logits:
+            f, lg = inception(x, return_logits=True)  # (B, 2048), (B, C)
+            logits.append(lg)
+        else:
+            f = inception(x)  # (B, 2048)
+        feats.append(f)
+        n += len(x)
+        if max_samples is not None and n >= max_samples:
+            break
+    if n < 2:
+        raise ValueError(f'need at least 2 generated samples, got {n}')
+    feats = torch.cat(feats)  # (N, 2048) float64
+    if fid_method == 'features':
+        out = dict(fid=frechet_distance_from_features(ref_feats, feats))
+    else:
+        out = dict(fid=frechet_distance(ref_mu, ref_sigma, *feature_statistics(feats)))
+    unavailable = {}
+    if ref_feats is not None:
+        out.update(precision_recall(ref_feats, feats, k=k))
+    else:
+        reason = 'no real features given (the reference holds statistics only)'
+        unavailable.update(precision=reason, recall=reason)
+    if inception.has_logits:
+        out['inception_score'] = inception_score(torch.cat(logits), is_split_size)
+    else:
+        unavailable['inception_score'] = (
+            f'feature network {inception.weights_path} has no logits layer (pool3 features only)')
+    if unavailable:
+        out['unavailable'] = unavailable
+    out.update(num_samples=n, fid_method=fid_method, **inception.settings())
+    return out

@@ -11,7 +11,7 @@ _base_ = [
 ]
 stage1 = 'work_dirs/gear_vq_tiny_fashionmnist/final.pth'  # this stage from that stage
 
-max_iters = 400
+max_iters = 300
 val_interval = 100
 log_interval = 20
 lr = 4e-4

@@ -8,8 +8,8 @@ _base_ = [
     '../_base_/schedules/tokenizer_warmup.py',
 ]
 
-max_iters = 600
-val_interval = 200
+max_iters = 500
+val_interval = 250
 log_interval = 20
 lr = 4e-4  # 4x the reference LR: a short run on a small batch
 
@@ -17,7 +17,7 @@ model = dict(
     tokenizer={{_base_.tokenizer}},
     perceptual_loss=dict(type='STLPIPS', net='alex', loss_weight=0.5),
     gan_loss=dict(disc_start=max_iters // 2),  # reconstruction first, then GAN fine-tuning
-    ema_decay=0.99,  # a 600-step run: the EMA must follow within ~100 steps
+    ema_decay=0.99,  # a 500-step run: the EMA must follow within ~100 steps
 )
 _adamw = dict(type='AdamW', lr=lr, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8)
 optim_wrapper = dict(tokenizer=dict(optimizer=_adamw), discriminator=dict(optimizer=_adamw))

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModel, ExponentialMovingAverage
+from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapperDict
 from torch import Tensor
 
@@ -21,9 +21,8 @@ from gear.registry import MODELS, TOKENIZERS
 from gear.utils.frozen import freeze
 
 from .code_usage import CodeUsageMeter
-from .gear_model import PriorPhaseMixin, build_teachers
+from .gear_model import PriorPhaseMixin
 from .align_eval import per_sample_alignment
-from .prior import Prior
 
 
 @MODELS.register_module()
@@ -57,12 +56,7 @@ class FrozenTokenizerAR(PriorPhaseMixin, BaseModel):
         else:
             load_tokenizer_weights(self.tokenizer, tokenizer_from['checkpoint'])
         freeze(self.tokenizer)
-        self.teachers = build_teachers(teachers)
-        self.prior = Prior(**prior, teacher_dims={n: t.feature_dim for n, t in self.teachers.items()})
-        if self.prior.ar.vocab_size != self.tokenizer.codebook_size:
-            raise ValueError(f'prior.ar.vocab_size {self.prior.ar.vocab_size} != tokenizer '
-                             f'codebook size {self.tokenizer.codebook_size}')
-        self.prior_ema = ExponentialMovingAverage(self.prior, momentum=1.0 - ema_decay)
+        self.build_prior(prior, teachers, self.tokenizer.codebook_size, ema_decay)
         if prior_from is not None:
             load_submodules(self, prior_from['checkpoint'], prior_from['modules'])
         self.code_usage = CodeUsageMeter(self.tokenizer.codebook_size)

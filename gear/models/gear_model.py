@@ -38,6 +38,15 @@ def build_teachers(teachers: Dict[str, dict]) -> nn.ModuleDict:
 class PriorPhaseMixin:
     """The prior's optimizer phase, shared by GEAR (stage 1) and the frozen-tokenizer stages."""
 
+    def build_prior(self, prior: dict, teachers: dict, codebook_size: int, ema_decay: float) -> None:
+        """Frozen teachers, the prior (AR + projectors, one per teacher) and its EMA."""
+        self.teachers = build_teachers(teachers)
+        self.prior = Prior(**prior, teacher_dims={n: t.feature_dim for n, t in self.teachers.items()})
+        if self.prior.ar.vocab_size != codebook_size:
+            raise ValueError(f'prior.ar.vocab_size {self.prior.ar.vocab_size} != tokenizer '
+                             f'codebook size {codebook_size}')
+        self.prior_ema = ExponentialMovingAverage(self.prior, momentum=1.0 - ema_decay)
+
     @torch.no_grad()
     def teacher_features(self, x: Tensor) -> Dict[str, Tensor]:
         return {name: teacher(x) for name, teacher in self.teachers.items()}  # {n: (B, N, C)}
@@ -78,12 +87,7 @@ class GEAR(PriorPhaseMixin, TokenizerWarmup):
                  init_cfg: Optional[dict] = None):
         super().__init__(tokenizer, discriminator, recon_loss, gan_loss, perceptual_loss,
                          ema_decay, tokenizer_init, val_use_ema, data_preprocessor, init_cfg)
-        self.teachers = build_teachers(teachers)
-        self.prior = Prior(**prior, teacher_dims={n: t.feature_dim for n, t in self.teachers.items()})
-        if self.prior.ar.vocab_size != self.tokenizer.codebook_size:
-            raise ValueError(f'prior.ar.vocab_size {self.prior.ar.vocab_size} != tokenizer '
-                             f'codebook size {self.tokenizer.codebook_size}')
-        self.prior_ema = ExponentialMovingAverage(self.prior, momentum=1.0 - ema_decay)
+        self.build_prior(prior, teachers, self.tokenizer.codebook_size, ema_decay)
         self.readout = READOUTS.build(readout)
         self.lambda_align, self.lambda_ar = lambda_align, lambda_ar
         if init_from is not None:

@@ -9,6 +9,8 @@ Both are written atomically: to a temporary file in the same directory, flushed 
 then renamed, so a crash never leaves a half-written file under the final name.
 """
 import contextlib
+import hashlib
+import io
 import os
 import os.path as osp
 import re
@@ -120,3 +122,21 @@ def load_weights(path: str) -> Dict[str, Any]:
         raise CheckpointError(
             f'{path} has schema_version {version!r}; this gear reads {SCHEMA_VERSION}')
     return ckpt
+
+
+def save_hashed_weights(state_dict: Dict[str, torch.Tensor], dst: str,
+                        arch: Optional[dict] = None) -> str:
+    """Write a weights file named as released files are: ``{dst stem}-{sha256[:8]}{ext}``.
+
+    The bytes are serialised once, hashed, and written atomically under the final name.
+    Returns the path written.
+    """
+    buffer = io.BytesIO()
+    torch.save(dict(schema_version=SCHEMA_VERSION, arch=arch or {},
+                    state_dict={k: v.detach().cpu().contiguous() for k, v in state_dict.items()}),
+               buffer)
+    data = buffer.getvalue()
+    stem, ext = osp.splitext(dst)
+    out = f'{stem}-{hashlib.sha256(data).hexdigest()[:8]}{ext or ".pth"}'
+    atomic_write_bytes(data, out)
+    return out

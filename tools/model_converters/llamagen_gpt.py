@@ -9,8 +9,6 @@ checking that the state dict loads strictly into a ``LlamaGenGPT`` built from ``
 meta device, so even XL costs no memory).
 """
 import argparse
-import hashlib
-import os
 import os.path as osp
 import sys
 
@@ -20,8 +18,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from gear.models.ar import LlamaGenGPT  # noqa: E402
 from gear.models.converters.llamagen_gpt import convert_llamagen_gpt, infer_arch  # noqa: E402
-from gear.utils.checkpoint import (CheckpointError, load_file, mismatch_report,  # noqa: E402
-                                   save_weights)
+from gear.apis.weights import read_checkpoint  # noqa: E402
+from gear.utils.checkpoint import CheckpointError, mismatch_report, save_hashed_weights  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -41,24 +39,14 @@ def parse_args(argv=None):
 
 def main(argv=None) -> str:
     args = parse_args(argv)
-    # LlamaGen's training bundles also pickle their argparse Namespace: allow that class
-    # (and only it) so the file is still read with weights_only=True.
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        checkpoint = load_file(args.src, weights_only=True)
+    checkpoint = read_checkpoint(args.src)  # weights_only, argparse.Namespace allowed
     state_dict = convert_llamagen_gpt(checkpoint, key=args.key, prefer_ema=args.ema)
     arch = infer_arch(state_dict, n_head=args.n_head, block_size=args.block_size)
     with torch.device('meta'):
         report = mismatch_report(LlamaGenGPT(**arch), state_dict)
     if report is not None:
         raise CheckpointError(f'{args.src} does not match LlamaGenGPT({arch}): {report}')
-
-    stem, ext = osp.splitext(args.dst)
-    tmp = f'{stem}.partial{ext or ".pth"}'
-    save_weights({k: v.contiguous() for k, v in state_dict.items()}, tmp, arch=arch)  # atomic
-    with open(tmp, 'rb') as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:8]
-    out = f'{stem}-{digest}{ext or ".pth"}'
-    os.replace(tmp, out)  # same directory: atomic
+    out = save_hashed_weights(state_dict, args.dst, arch=arch)
     print(f'{len(state_dict)} tensors, arch {arch}\nwrote {out}')
     return out
 

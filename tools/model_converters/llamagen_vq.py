@@ -8,19 +8,15 @@ writes ``{OUT stem}-{sha256[:8]}.pth`` beside OUT (atomically) holding
 checking that the state dict loads strictly into a ``VQTokenizer`` built from ``arch``.
 """
 import argparse
-import hashlib
-import io
 import os.path as osp
 import sys
-
-import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # repo root
 
 from gear.models.converters.llamagen_vq import convert_llamagen_vq, infer_arch  # noqa: E402
 from gear.models.tokenizers import VQTokenizer  # noqa: E402
-from gear.utils.checkpoint import (SCHEMA_VERSION, atomic_write_bytes,  # noqa: E402
-                                   load_file, load_state_dict_strict)
+from gear.apis.weights import read_checkpoint  # noqa: E402
+from gear.utils.checkpoint import load_state_dict_strict, save_hashed_weights  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -36,22 +32,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> str:
     args = parse_args(argv)
-    # LlamaGen's training bundles also pickle their argparse Namespace: allow that class
-    # (and only it) so the file is still read with weights_only=True.
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        checkpoint = load_file(args.src, weights_only=True)
+    checkpoint = read_checkpoint(args.src)  # weights_only, argparse.Namespace allowed
     state_dict = convert_llamagen_vq(checkpoint, key=args.key, prefer_ema=args.ema)
     arch = infer_arch(state_dict)
     load_state_dict_strict(VQTokenizer(**arch), state_dict, source=args.src)
-
-    buffer = io.BytesIO()
-    torch.save(dict(schema_version=SCHEMA_VERSION, arch=arch,
-                    state_dict={k: v.detach().cpu().contiguous() for k, v in state_dict.items()}),
-               buffer)
-    data = buffer.getvalue()
-    stem, ext = osp.splitext(args.dst)
-    out = f'{stem}-{hashlib.sha256(data).hexdigest()[:8]}{ext or ".pth"}'
-    atomic_write_bytes(data, out)  # temp file in the same directory, then os.replace
+    out = save_hashed_weights(state_dict, args.dst, arch=arch)
     print(f'{len(state_dict)} tensors, arch {arch}\nwrote {out}')
     return out
 

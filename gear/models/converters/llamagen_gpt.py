@@ -7,11 +7,13 @@ DeepSpeed, ``state_dict``), and a GEAR stage-1 bundle, whose ``ar`` holds the AR
 Wrapper prefixes (``module.``, ``_orig_mod.``) are stripped; ``freqs_cis`` (gear recomputes
 it) and KV-cache buffers are dropped; any other unknown key is an error that names it.
 """
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from torch import Tensor
 
 from gear.utils.checkpoint import strip_prefixes
+
+from .common import select_entry, unknown_keys_error
 
 # the LlamaGen c2i GPT releases at 256 px (c2i_B_256.pt, c2i_L_256.pt, c2i_X_256.pt):
 # LlamaGenGPT kwargs, used with VQ-16 (16384 codes, a 16 x 16 grid)
@@ -51,34 +53,11 @@ def _holds_gpt(obj: Any) -> bool:
 
 def select_state_dict(checkpoint: Dict[str, Any], key: Optional[str] = None,
                       prefer_ema: bool = False) -> Dict[str, Tensor]:
-    """Pick the GPT's state dict out of ``checkpoint``.
-
-    Args:
-        checkpoint: a raw state dict or a bundle holding one under a key.
-        key: the bundle key to use; None tries ``BUNDLE_KEYS`` (``EMA_BUNDLE_KEYS`` when
-            ``prefer_ema``), taking the first entry that holds ``tok_embeddings.weight``, and
-            falls back to ``checkpoint`` itself when it is the state dict.
-        prefer_ema: prefer the EMA weights when the bundle has them.
-    """
-    if not isinstance(checkpoint, dict):
-        raise TypeError(f'expected a dict checkpoint, got {type(checkpoint).__name__}')
-    if key is not None:
-        if key not in checkpoint:
-            raise KeyError(f'checkpoint has no key {key!r}; it has {sorted(checkpoint)}')
-        return checkpoint[key]
-    for k in EMA_BUNDLE_KEYS if prefer_ema else BUNDLE_KEYS:
-        if _holds_gpt(checkpoint.get(k)):
-            return checkpoint[k]
-    if _holds_gpt(checkpoint):
-        return checkpoint
-    raise KeyError(f'no GPT state dict among {sorted(checkpoint)}; pass key= one of them')
-
-
-def _unknown_error(keys: Iterable[str], limit: int = 10) -> ValueError:
-    keys = sorted(keys)
-    more = f' (and {len(keys) - limit} more)' if len(keys) > limit else ''
-    return ValueError(f'{len(keys)} unknown keys in the GPT checkpoint: '
-                      f'{", ".join(keys[:limit])}{more}')
+    """Pick the GPT's state dict out of ``checkpoint``: ``key`` if given, else the first of
+    ``BUNDLE_KEYS`` (``EMA_BUNDLE_KEYS`` when ``prefer_ema``) that holds
+    ``tok_embeddings.weight``, else ``checkpoint`` itself."""
+    order = EMA_BUNDLE_KEYS if prefer_ema else BUNDLE_KEYS
+    return select_entry(checkpoint, key, order, _holds_gpt, 'GPT')
 
 
 def convert_llamagen_gpt(checkpoint: Dict[str, Any], key: Optional[str] = None,
@@ -102,7 +81,7 @@ def convert_llamagen_gpt(checkpoint: Dict[str, Any], key: Optional[str] = None,
         else:
             unknown.append(name)
     if unknown:
-        raise _unknown_error(unknown)
+        raise unknown_keys_error(unknown, 'GPT')
     return out
 
 
@@ -111,7 +90,7 @@ def to_llamagen_gpt(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     state_dict = strip_prefixes(state_dict)
     unknown = [k for k in state_dict if not _is_gpt_key(k)]
     if unknown:
-        raise _unknown_error(unknown)
+        raise unknown_keys_error(unknown, 'GPT')
     return dict(state_dict)
 
 

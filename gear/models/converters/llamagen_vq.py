@@ -7,11 +7,13 @@ checkpoint ``{'vq', 'vq_ema', 'ar', 'ema', 'projectors', 'discriminator', ...}``
 (``quantize.`` released, ``quantizer.`` in gear); wrapper prefixes and training-only entries
 (discriminator, LPIPS, usage counters) are dropped; anything else unknown is an error.
 """
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from torch import Tensor
 
 from gear.utils.checkpoint import strip_prefixes
+
+from .common import select_entry, unknown_keys_error
 
 # VQ-16 as released by LlamaGen (``vq_ds16_c2i.pt``) and fine-tuned by GEAR: VQTokenizer kwargs.
 VQ16_ARCH = dict(
@@ -33,45 +35,17 @@ MODEL_PREFIXES: Tuple[str, ...] = ('encoder.', 'decoder.', 'quant_conv.', 'post_
 RELEASED_QUANT, GEAR_QUANT = 'quantize.', 'quantizer.'
 
 
-def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, dict) and len(obj) > 0 and all(
-        isinstance(v, Tensor) for v in obj.values())
-
-
 def _holds_encoder(obj: Any) -> bool:
     return isinstance(obj, dict) and any(k.startswith('encoder.') for k in strip_prefixes(obj))
 
 
 def select_state_dict(checkpoint: Dict[str, Any], key: Optional[str] = None,
                       prefer_ema: bool = False) -> Dict[str, Tensor]:
-    """Pick the tokenizer's state dict out of ``checkpoint``.
-
-    Args:
-        checkpoint: a raw state dict or a bundle holding one under a key.
-        key: the bundle key to use; ``None`` tries ``BUNDLE_KEYS`` (``EMA_BUNDLE_KEYS`` when
-            ``prefer_ema``), taking the first entry that holds encoder weights, and falls back
-            to ``checkpoint`` itself when it is already a state dict.
-        prefer_ema: prefer the EMA weights when the bundle has them.
-    """
-    if not isinstance(checkpoint, dict):
-        raise TypeError(f'expected a dict checkpoint, got {type(checkpoint).__name__}')
-    if key is not None:
-        if key not in checkpoint:
-            raise KeyError(f'checkpoint has no key {key!r}; it has {sorted(checkpoint)}')
-        return checkpoint[key]
-    for k in EMA_BUNDLE_KEYS if prefer_ema else BUNDLE_KEYS:
-        if _holds_encoder(checkpoint.get(k)):
-            return checkpoint[k]
-    if _is_state_dict(checkpoint):
-        return checkpoint
-    raise KeyError(f'no tokenizer state dict among {sorted(checkpoint)}; pass key= one of them')
-
-
-def _unknown_error(keys: Iterable[str], limit: int = 10) -> ValueError:
-    keys = sorted(keys)
-    more = f' (and {len(keys) - limit} more)' if len(keys) > limit else ''
-    return ValueError(f'{len(keys)} unknown keys in the VQ checkpoint: '
-                      f'{", ".join(keys[:limit])}{more}')
+    """Pick the tokenizer's state dict out of ``checkpoint``: ``key`` if given, else the first
+    of ``BUNDLE_KEYS`` (``EMA_BUNDLE_KEYS`` when ``prefer_ema``) that holds encoder weights,
+    else ``checkpoint`` itself."""
+    order = EMA_BUNDLE_KEYS if prefer_ema else BUNDLE_KEYS
+    return select_entry(checkpoint, key, order, _holds_encoder, 'tokenizer')
 
 
 def convert_llamagen_vq(checkpoint: Dict[str, Any], key: Optional[str] = None,
@@ -99,7 +73,7 @@ def convert_llamagen_vq(checkpoint: Dict[str, Any], key: Optional[str] = None,
         else:
             unknown.append(name)
     if unknown:
-        raise _unknown_error(unknown)
+        raise unknown_keys_error(unknown, 'VQ')
     return out
 
 
@@ -114,7 +88,7 @@ def to_llamagen_vq(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
         else:
             unknown.append(name)
     if unknown:
-        raise _unknown_error(unknown)
+        raise unknown_keys_error(unknown, 'VQ')
     return out
 
 

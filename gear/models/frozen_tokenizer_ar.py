@@ -21,7 +21,7 @@ from gear.registry import MODELS, TOKENIZERS
 from gear.utils.frozen import freeze
 
 from .code_usage import CodeUsageMeter
-from .gear_model import PriorPhaseMixin
+from .prior import PriorPhaseMixin
 from .align_eval import per_sample_alignment
 
 
@@ -34,7 +34,8 @@ class FrozenTokenizerAR(PriorPhaseMixin, BaseModel):
         tokenizer_from (dict): where its weights come from: ``dict(checkpoint=PATH,
             prefix='tokenizer_ema.module')`` for an earlier stage's ``final.pth`` (the EMA
             tokenizer), or ``dict(checkpoint=PATH)`` for a tokenizer weights file or a released
-            tokenizer checkpoint.
+            tokenizer checkpoint; None when the weights come from a checkpoint of this model
+            loaded afterwards (``gear.apis.load_model``).
         prior (dict): ``Prior`` kwargs: ``ar``, ``align_loss``, ``align_depth``.
         teachers (dict): name -> ALIGN_ENCODERS config.
         lambda_ar (float): weight of the hard-branch alignment.
@@ -44,16 +45,16 @@ class FrozenTokenizerAR(PriorPhaseMixin, BaseModel):
         val_use_ema (bool): validate the EMA prior (default) or the online one.
     """
 
-    def __init__(self, tokenizer: dict, tokenizer_from: dict, prior: dict, teachers: dict,
+    def __init__(self, tokenizer: dict, tokenizer_from: Optional[dict], prior: dict, teachers: dict,
                  lambda_ar: float = 0.5, ema_decay: float = 0.9999,
                  prior_from: Optional[dict] = None, val_use_ema: bool = True,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.tokenizer = TOKENIZERS.build(tokenizer)
-        prefix = tokenizer_from.get('prefix')
+        prefix = tokenizer_from.get('prefix') if tokenizer_from is not None else None
         if prefix:
             load_submodules(self, tokenizer_from['checkpoint'], {prefix: 'tokenizer'})
-        else:
+        elif tokenizer_from is not None:
             load_tokenizer_weights(self.tokenizer, tokenizer_from['checkpoint'])
         freeze(self.tokenizer)
         self.build_prior(prior, teachers, self.tokenizer.codebook_size, ema_decay)

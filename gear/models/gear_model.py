@@ -15,51 +15,15 @@ Optimizer groups: ``tokenizer``, ``discriminator``, ``prior``.
 """
 from typing import Dict, Optional
 
-import torch
-from mmengine.model import ExponentialMovingAverage
 from mmengine.optim import OptimWrapper, OptimWrapperDict
-from torch import Tensor, nn
+from torch import Tensor
 
-from gear.registry import ALIGN_ENCODERS, MODELS, READOUTS
+from gear.registry import MODELS, READOUTS
 from gear.utils.frozen import frozen
 
 from .assignment_stats import assignment_stats
-from .prior import Prior
+from .prior import PriorPhaseMixin
 from .tokenizer_warmup import TokenizerWarmup, current_step, prefixed
-
-
-def build_teachers(teachers: Dict[str, dict]) -> nn.ModuleDict:
-    """Frozen alignment teachers by name (each an ALIGN_ENCODERS config)."""
-    if not teachers:
-        raise ValueError('teachers: give at least one, e.g. dict(effnet=dict(type=...))')
-    return nn.ModuleDict({name: ALIGN_ENCODERS.build(cfg) for name, cfg in teachers.items()})
-
-
-class PriorPhaseMixin:
-    """The prior's optimizer phase, shared by GEAR (stage 1) and the frozen-tokenizer stages."""
-
-    def build_prior(self, prior: dict, teachers: dict, codebook_size: int, ema_decay: float) -> None:
-        """Frozen teachers, the prior (AR + projectors, one per teacher) and its EMA."""
-        self.teachers = build_teachers(teachers)
-        self.prior = Prior(**prior, teacher_dims={n: t.feature_dim for n, t in self.teachers.items()})
-        if self.prior.ar.vocab_size != codebook_size:
-            raise ValueError(f'prior.ar.vocab_size {self.prior.ar.vocab_size} != tokenizer '
-                             f'codebook size {codebook_size}')
-        self.prior_ema = ExponentialMovingAverage(self.prior, momentum=1.0 - ema_decay)
-
-    @torch.no_grad()
-    def teacher_features(self, x: Tensor) -> Dict[str, Tensor]:
-        return {name: teacher(x) for name, teacher in self.teachers.items()}  # {n: (B, N, C)}
-
-    def prior_phase(self, tokens: Tensor, cond: Tensor, targets: Dict[str, Tensor],
-                    optim: OptimWrapper) -> Dict[str, Tensor]:
-        """(3) Step AR + projectors on hard tokens (B, N); ``tokens`` carry no gradient."""
-        with optim.optim_context(self.prior):
-            losses, metrics = self.prior.ntp_and_align(tokens, cond, targets)
-            losses['loss_align'] = self.lambda_ar * losses['loss_align']
-            loss = sum(losses.values())
-            optim.update_params(loss)
-        return prefixed('prior', losses, loss) | {f'prior/{k}': v for k, v in metrics.items()}
 
 
 @MODELS.register_module()

@@ -7,13 +7,21 @@ Two read-outs of one codebook assignment enter the same AR:
   to ``align_depth`` blocks (early exit: identical hidden state and gradients, fewer FLOPs) and
   returns the alignment loss (GEAR step 1, where the caller freezes the prior).
 Hidden position k has seen the class token and tokens < k and is aligned to teacher patch k.
+
+``PriorPhaseMixin`` is the prior's optimizer phase, shared by GEAR (stage 1) and the
+frozen-tokenizer stages (stage 2, baseline).
 """
 from typing import Dict, Tuple
 
+import torch
 import torch.nn.functional as F
+from mmengine.model import ExponentialMovingAverage
+from mmengine.optim import OptimWrapper
 from torch import Tensor, nn
 
-from gear.registry import ALIGN_LOSSES, AR_BACKBONES
+from gear.registry import ALIGN_ENCODERS, ALIGN_LOSSES, AR_BACKBONES
+
+from .tokenizer_warmup import prefixed
 
 
 class Prior(nn.Module):
@@ -51,3 +59,37 @@ class Prior(nn.Module):
         """Soft branch: alignment loss of the AR run on probabilities (B, N, K), early exit."""
         out = self.ar(probs[:, :-1], cond, return_hidden_at=self.align_depth, early_exit=True)
         return self.align_loss(out.hidden, targets)  # out.hidden: (B, N, dim)
+
+
+def build_teachers(teachers: Dict[str, dict]) -> nn.ModuleDict:
+    """Frozen alignment teachers by name (each an ALIGN_ENCODERS config)."""
+    if not teachers:
+        raise ValueError('teachers: give at least one, e.g. dict(effnet=dict(type=...))')
+    return nn.ModuleDict({name: ALIGN_ENCODERS.build(cfg) for name, cfg in teachers.items()})
+
+
+class PriorPhaseMixin:
+    """The prior's optimizer phase, shared by GEAR (stage 1) and the frozen-tokenizer stages."""
+
+    def build_prior(self, prior: dict, teachers: dict, codebook_size: int, ema_decay: float) -> None:
+        """Frozen teachers, the prior (AR + projectors, one per teacher) and its EMA."""
+        self.teachers = build_teachers(teachers)
+        self.prior = Prior(**prior, teacher_dims={n: t.feature_dim for n, t in self.teachers.items()})
+        if self.prior.ar.vocab_size != codebook_size:
+            raise ValueError(f'prior.ar.vocab_size {self.prior.ar.vocab_size} != tokenizer '
+                             f'codebook size {codebook_size}')
+        self.prior_ema = ExponentialMovingAverage(self.prior, momentum=1.0 - ema_decay)
+
+    @torch.no_grad()
+    def teacher_features(self, x: Tensor) -> Dict[str, Tensor]:
+        return {name: teacher(x) for name, teacher in self.teachers.items()}  # {n: (B, N, C)}
+
+    def prior_phase(self, tokens: Tensor, cond: Tensor, targets: Dict[str, Tensor],
+                    optim: OptimWrapper) -> Dict[str, Tensor]:
+        """(3) Step AR + projectors on hard tokens (B, N); ``tokens`` carry no gradient."""
+        with optim.optim_context(self.prior):
+            losses, metrics = self.prior.ntp_and_align(tokens, cond, targets)
+            losses['loss_align'] = self.lambda_ar * losses['loss_align']
+            loss = sum(losses.values())
+            optim.update_params(loss)
+        return prefixed('prior', losses, loss) | {f'prior/{k}': v for k, v in metrics.items()}

@@ -1,0 +1,142 @@
+"""Rebuild a trained gear model from a checkpoint, for sampling and evaluation.
+
+Two kinds of file load (see ``gear.utils.checkpoint``):
+
+- a *weights file* (``final.pth``, written by ``ExportWeightsHook``, or a model-zoo file): the
+  model is rebuilt from ``arch['model']`` (or from ``config`` when given) and loaded strictly;
+- a *training checkpoint* (``iter_N.pth``, mmengine's format) together with ``config``, the
+  config file of the run that wrote it.
+
+Either way the stage-to-stage initialisation of the config (``init_from``, ``tokenizer_init``,
+``tokenizer_from``, ``prior_from``) is NOT re-run: every weight comes from the checkpoint, so
+the files an earlier stage wrote need not exist any more. Frozen teachers and perceptual nets
+are built from their offline weights; they are not in checkpoints.
+"""
+import copy
+import hashlib
+import os.path as osp
+import re
+from typing import Optional, Tuple
+
+from mmengine.config import Config
+from mmengine.model import BaseModel
+from mmengine.registry import DefaultScope
+from torch import nn
+
+from gear.registry import MODELS
+from gear.utils.checkpoint import (SCHEMA_VERSION, CheckpointError, load_file,
+                                   load_state_dict_strict)
+
+# Config keys that load weights from another file while the model is built: dropped (or set to
+# None where the argument is required), since the checkpoint being loaded holds those weights.
+INIT_KEYS = ('init_from', 'tokenizer_init', 'prior_from')
+REQUIRED_INIT_KEYS = ('tokenizer_from',)
+
+
+def model_config_for_loading(model_cfg: dict) -> dict:
+    """A copy of a model config with the stage-to-stage initialisation keys removed."""
+    cfg = copy.deepcopy(dict(model_cfg))
+    for key in INIT_KEYS:
+        cfg.pop(key, None)
+    for key in REQUIRED_INIT_KEYS:
+        if key in cfg:
+            cfg[key] = None
+    return cfg
+
+
+def _read_model_config(config: str) -> dict:
+    cfg = Config.fromfile(config)
+    if 'model' not in cfg:
+        raise CheckpointError(f'config {config} has no "model" entry')
+    return cfg.model.to_dict()
+
+
+def _read_checkpoint(checkpoint: str, config: Optional[str]) -> Tuple[dict, dict]:
+    """(model config, state dict) of ``checkpoint``; ``config`` overrides its ``arch``."""
+    try:
+        ckpt = load_file(checkpoint, weights_only=True)
+    except CheckpointError as e:  # missing, corrupt, or a training checkpoint (mmengine pickles)
+        if config is None:
+            if not osp.isfile(checkpoint):
+                raise
+            raise CheckpointError(f'{e}; if {checkpoint} is a training checkpoint (iter_N.pth), '
+                                  'give the config of its run as well') from e
+        ckpt = None
+    if ckpt is None or 'schema_version' not in ckpt:  # a training checkpoint
+        if config is None:
+            raise CheckpointError(
+                f'{checkpoint} is not a gear weights file (no "schema_version"); to load a '
+                'training checkpoint (iter_N.pth) give the config of its run as well')
+        if ckpt is None:  # only read with pickles when the user named the run's config
+            ckpt = load_file(checkpoint, weights_only=False)
+        if not isinstance(ckpt, dict) or 'state_dict' not in ckpt:
+            raise CheckpointError(f'{checkpoint} has no "state_dict": not a gear checkpoint')
+        state_dict = {re.sub(r'^module\.', '', k): v for k, v in ckpt['state_dict'].items()}
+        return _read_model_config(config), state_dict
+    if ckpt['schema_version'] != SCHEMA_VERSION:
+        raise CheckpointError(f'{checkpoint} has schema_version {ckpt["schema_version"]!r}; '
+                              f'this gear reads {SCHEMA_VERSION}')
+    if 'state_dict' not in ckpt:
+        raise CheckpointError(f'{checkpoint} is not a gear weights file (no "state_dict" key)')
+    if config is not None:
+        return _read_model_config(config), ckpt['state_dict']
+    model_cfg = (ckpt.get('arch') or {}).get('model')
+    if not model_cfg:
+        raise CheckpointError(
+            f'{checkpoint} has no model config (arch["model"] is missing): it cannot be rebuilt '
+            'on its own; give the config it was trained with')
+    return model_cfg, ckpt['state_dict']
+
+
+def load_model(checkpoint: str, config: Optional[str] = None, device: str = 'cpu') -> BaseModel:
+    """Rebuild the model stored in ``checkpoint`` and load its weights strictly.
+
+    Args:
+        checkpoint: a gear weights file (``final.pth``), or a training checkpoint
+            (``iter_N.pth``) when ``config`` is given.
+        config: config file of the run; required for a training checkpoint, and for a weights
+            file it replaces the model config stored in the file.
+        device: where the model goes.
+
+    Returns:
+        The model, in eval mode, on ``device``.
+
+    Raises:
+        CheckpointError: the file is missing or unreadable, has no model config, or its
+            weights do not match the model (the message names the file and the keys).
+    """
+    model_cfg, state_dict = _read_checkpoint(checkpoint, config)
+    if 'type' not in model_cfg:
+        raise CheckpointError(f'the model config of {checkpoint} has no "type"')
+    with DefaultScope.overwrite_default_scope('gear'):
+        model = MODELS.build(model_config_for_loading(model_cfg))
+    load_state_dict_strict(model, state_dict, source=checkpoint)
+    return model.to(device).eval()
+
+
+def generator_parts(model: nn.Module, use_ema: bool = True) -> Tuple[nn.Module, nn.Module]:
+    """The (AR backbone, tokenizer) pair that generates images from ``model``.
+
+    GEAR: the EMA prior's AR and the EMA tokenizer (``use_ema``), else the online ones.
+    FrozenTokenizerAR: the EMA (or online) prior's AR and the frozen tokenizer.
+
+    Raises:
+        TypeError: ``model`` has no AR prior (e.g. a stage-0 ``TokenizerWarmup``).
+    """
+    if not all(hasattr(model, name) for name in ('prior', 'prior_ema', 'tokenizer')):
+        raise TypeError(f'{type(model).__name__} cannot generate images: it has no AR prior '
+                        '(sampling needs a GEAR or FrozenTokenizerAR model, stage 1 or 2)')
+    prior = model.prior_ema.module if use_ema else model.prior
+    tokenizer = model.tokenizer
+    if use_ema and hasattr(model, 'tokenizer_ema'):  # GEAR trains its tokenizer; stage 2 does not
+        tokenizer = model.tokenizer_ema.module
+    return prior.ar, tokenizer
+
+
+def file_sha256(path: str, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (released files are named by its first 8 digits)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk_size), b''):
+            digest.update(block)
+    return digest.hexdigest()

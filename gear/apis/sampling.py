@@ -1,0 +1,192 @@
+"""Class-conditional image sampling from a trained gear model, and the files it writes.
+
+    model = load_model('work_dirs/gear_vq_tiny_fashionmnist/final.pth')
+    labels = class_balanced_labels(num_classes=10, per_class=50)        # 0,0,..,1,1,..
+    images = sample_images(model, labels, SamplingSettings(cfg_scale=2.0, seed=0))
+    save_npz(images, labels, 'samples.npz')                              # the ADM layout
+
+Tokens come from ``gear.models.ar.generate`` (KV cache, classifier-free guidance, temperature,
+top-k/p) and are decoded by the tokenizer. Results are reproducible: batch i draws from a
+generator seeded ``seed + i``, so a run is fixed by its settings, batch size included
+(``SamplingSettings.to_dict`` records all of them, as REFERENCE.md's protocol asks).
+"""
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from gear.models.ar import generate
+from gear.utils.checkpoint import atomic_open
+
+from .loading import generator_parts
+
+
+@dataclass
+class SamplingSettings:
+    """Everything that decides which images a sampling run produces.
+
+    Args:
+        cfg_scale: classifier-free guidance scale (1.0: no guidance).
+        cfg_schedule: 'constant' or 'linear' (MAR's 1 + (s - 1) * i / N).
+        temperature: softmax temperature (0: greedy).
+        top_k: keep the k most likely tokens (0: all).
+        top_p: nucleus mass (1.0: all).
+        seed: batch i samples with a generator seeded ``seed + i``.
+        batch_size: images per batch (part of the seed schedule, so recorded).
+        use_ema: sample with the EMA prior (and the EMA tokenizer for GEAR).
+        use_cache: KV-cache decoding (same tokens as without, faster).
+    """
+    cfg_scale: float = 1.0
+    cfg_schedule: str = 'constant'
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+    batch_size: int = 64
+    use_ema: bool = True
+    use_cache: bool = True
+
+    def to_dict(self) -> dict:
+        """Every field by name (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    def tag(self) -> str:
+        """A short name for output folders, e.g. ``cfg2.0-constant_t1.0_k0_p1.0_seed0_ema``."""
+        return (f'cfg{self.cfg_scale:g}-{self.cfg_schedule}_t{self.temperature:g}_k{self.top_k}'
+                f'_p{self.top_p:g}_seed{self.seed}_{"ema" if self.use_ema else "online"}')
+
+
+def class_balanced_labels(num_classes: int, per_class: int) -> torch.LongTensor:
+    """Labels (num_classes * per_class,) in class order: ``per_class`` zeros, then ones, ..."""
+    if num_classes < 1 or per_class < 1:
+        raise ValueError(f'num_classes and per_class must be >= 1, got {num_classes}, {per_class}')
+    return torch.arange(num_classes).repeat_interleave(per_class)  # (C * P,)
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """Images (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3): round(clamp((x + 1) * 127.5))."""
+    x = ((x.float() + 1) * 127.5).clamp(0, 255).round().to(torch.uint8)  # (B, 3, H, W)
+    return x.permute(0, 2, 3, 1).contiguous()  # (B, H, W, 3)
+
+
+def _check(labels: Tensor, settings: SamplingSettings, num_classes: int) -> None:
+    if labels.dim() != 1 or labels.numel() == 0:
+        raise ValueError(f'labels must be a non-empty 1-D tensor, got shape {tuple(labels.shape)}')
+    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        raise ValueError(f'labels must be in [0, {num_classes}), got [{int(labels.min())}, '
+                         f'{int(labels.max())}]')
+    if settings.batch_size < 1:
+        raise ValueError(f'batch_size must be >= 1, got {settings.batch_size}')
+
+
+@torch.no_grad()
+def sample_batches(ar: nn.Module, tokenizer: nn.Module, labels: Tensor, settings: SamplingSettings,
+                   device: Union[str, torch.device] = 'cpu') -> Iterator[Tuple[Tensor, Tensor]]:
+    """Yield (tokens (B, N), uint8 images (B, H, W, 3)) batch by batch, on ``device``.
+
+    ``ar`` and ``tokenizer`` must already be on ``device``; batch i uses a generator seeded
+    ``settings.seed + i``.
+    """
+    _check(labels, settings, ar.num_classes)
+    labels = labels.to(device=device, dtype=torch.long)
+    side = ar.grid_size  # token grid (h, w) = (side, side)
+    for i, start in enumerate(range(0, labels.numel(), settings.batch_size)):
+        cond = labels[start:start + settings.batch_size]  # (B,)
+        generator = torch.Generator(device=device).manual_seed(settings.seed + i)
+        tokens = generate(ar, cond, cfg_scale=settings.cfg_scale,
+                          cfg_schedule=settings.cfg_schedule, temperature=settings.temperature,
+                          top_k=settings.top_k, top_p=settings.top_p, generator=generator,
+                          use_cache=settings.use_cache)  # (B, N)
+        x = tokenizer.decode_indices(tokens.view(cond.shape[0], side, side))  # (B, 3, H, W)
+        yield tokens, to_uint8(x)
+
+
+def sample_images(model: nn.Module, labels: Tensor, settings: SamplingSettings,
+                  device: Union[str, torch.device] = 'cpu',
+                  progress: Optional[Callable[[int, int], None]] = None) -> Tensor:
+    """Sample one image per label -> uint8 (N, H, W, 3) on the CPU.
+
+    Args:
+        model: a GEAR or FrozenTokenizerAR model on ``device`` (``load_model`` puts it there).
+        labels: (N,) class labels.
+        settings: the sampling settings; the AR and tokenizer come from ``generator_parts``.
+        device: where sampling runs (labels and the random generators go there).
+        progress: called as ``progress(done, total)`` after every batch.
+    """
+    ar, tokenizer = generator_parts(model, settings.use_ema)
+    was_training = tokenizer.training
+    tokenizer.eval()
+    images, done = [], 0
+    try:
+        for _, batch in sample_batches(ar, tokenizer, labels, settings, device):
+            images.append(batch.cpu())
+            done += batch.shape[0]
+            if progress is not None:
+                progress(done, labels.numel())
+    finally:
+        tokenizer.train(was_training)
+    return torch.cat(images)  # (N, H, W, 3)
+
+
+def save_npz(images_uint8: Union[Tensor, np.ndarray], labels: Union[Tensor, np.ndarray],
+             path: str) -> None:
+    """Write samples in the ADM evaluator's layout, atomically.
+
+    ``arr_0``: (N, H, W, 3) uint8 images; ``arr_1``: (N,) int64 labels.
+    """
+    images = np.asarray(images_uint8.cpu() if isinstance(images_uint8, Tensor) else images_uint8)
+    labels = np.asarray(labels.cpu() if isinstance(labels, Tensor) else labels).astype(np.int64)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f'images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}')
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f'labels must be ({images.shape[0]},), got {labels.shape}')
+    with atomic_open(path) as f:
+        np.savez(f, images, labels)  # arr_0, arr_1
+
+
+def save_grid(images_uint8: Tensor, path: str, nrow: int = 10, max_images: int = 100) -> None:
+    """A PNG grid of the first ``max_images`` uint8 (N, H, W, 3) images, ``nrow`` per row."""
+    from torchvision.utils import save_image
+
+    x = images_uint8[:max_images].permute(0, 3, 1, 2).float() / 255  # (n, 3, H, W) in [0, 1]
+    with atomic_open(path) as f:
+        save_image(x, f, nrow=nrow, padding=2, format='png')
+
+
+def _synchronize(device) -> None:
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def benchmark_cache(model: nn.Module, labels: Tensor, settings: SamplingSettings,
+                    device: Union[str, torch.device] = 'cpu', repeats: int = 2) -> dict:
+    """Time sampling with and without the KV cache, same seed, alternating rounds.
+
+    Returns a dict with, per mode ('cache', 'no_cache'), the seconds of every round and the
+    images/s of the fastest; ``speedup`` (cached over uncached images/s); and whether the two
+    modes sampled the same tokens: ``identical_tokens`` and ``identical_images`` (the fraction
+    of images whose tokens all agree; below 1 only through floating-point differences).
+    """
+    ar, tokenizer = generator_parts(model, settings.use_ema)
+    tokenizer.eval()
+    times = {'cache': [], 'no_cache': []}
+    tokens = {}
+    for _ in range(repeats):
+        for mode in times:
+            run = dataclasses.replace(settings, use_cache=mode == 'cache')
+            _synchronize(device)
+            start = time.perf_counter()
+            out = [t.cpu() for t, _ in sample_batches(ar, tokenizer, labels, run, device)]
+            _synchronize(device)
+            times[mode].append(time.perf_counter() - start)
+            tokens[mode] = torch.cat(out)  # (N, L)
+    n = labels.numel()
+    result = {mode: dict(seconds=t, images_per_s=n / min(t)) for mode, t in times.items()}
+    result['speedup'] = result['cache']['images_per_s'] / result['no_cache']['images_per_s']
+    same = (tokens['cache'] == tokens['no_cache']).all(1)  # (N,)
+    result.update(identical_tokens=bool(same.all()), identical_images=same.float().mean().item())
+    return result

@@ -1,0 +1,21 @@
+# The paper's ImageNet 256 px pipeline (REFERENCE.md), GPT-L, VQ-16, DINOv2 teacher:
+#   stage 0 warm-up -> stage 1 GEAR joint -> stage 2 vq-only (fresh AR, frozen GEAR tokenizer)
+#   stage 0 -------------------------------> baseline LlamaGen-REPA (fresh AR, frozen warm-up tok.)
+#   python slurm/launch.py --nodes 4          # one SLURM job per stage, chained by afterok
+#   python tools/pipeline.py configs/pipelines/gear_vq_l_imagenet.py   # the same, one machine
+# Each stage runs tools/train.py in {work_dir}/{name}; ``inputs`` maps a config key to the stage
+# whose exported weights (final.pth) it reads. Complete stages are skipped, so a rerun resumes.
+# Batch sizes are per GPU (the recipe's global 256 on 8 GPUs); on 4 x 8 GPUs keep 256 with
+# --cfg-options train_dataloader.batch_size=8.
+work_dir = 'work_dirs/pipeline_gear_vq_l_imagenet'
+stages = [
+    dict(name='stage0_tokenizer', config='configs/tokenizer/tokenizer_vq16_imagenet.py'),
+    dict(name='stage1_gear', config='configs/gear/gear_vq_l_imagenet.py',
+         inputs={'model.init_from.checkpoint': 'stage0_tokenizer'}),
+    dict(name='stage2_vqonly', config='configs/ar/ar_vq_l_imagenet_vqonly.py',
+         inputs={'model.tokenizer_from.checkpoint': 'stage1_gear'}),
+    dict(name='baseline', config='configs/ar/baseline_vq_l_imagenet.py',
+         inputs={'model.tokenizer_from.checkpoint': 'stage0_tokenizer'}),
+]
+# summary.json and curves.png compare these two ARs: same AR, data and steps, different tokenizer
+compare = dict(gear='stage2_vqonly', baseline='baseline')

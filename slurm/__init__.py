@@ -1,0 +1,2 @@
+"""SLURM launching: ``slurm/launch.py`` (submit a pipeline as dependent jobs) and
+``slurm/cluster.py`` (per-cluster defaults). The job itself is ``gear.apis.slurm_trainer``."""

@@ -1,7 +1,8 @@
 # Stage 1, GEAR joint, reference recipe (REFERENCE.md): VQ-16 tokenizer + PatchGAN + LlamaGen
 # GPT-L (+ REPA projector) on ImageNet 256 px, DINOv2 ViT-B/14 teacher, tau 0.1, lambda 0.5,
 # lambda_ar 0.5, D = 8, global batch 256, AdamW 1e-4 for every group, EMA 0.9999, 400k steps, bf16.
-#   torchrun --nproc_per_node 8 tools/train.py configs/gear/gear_vq_l_imagenet.py --launcher pytorch
+#   python tools/train.py configs/gear/gear_vq_l_imagenet.py   (multi-GPU: torchrun ... --launcher pytorch,
+#   once per-module DDP lands; see README)
 # Starts from stage 0 (configs/tokenizer/tokenizer_vq16_imagenet.py). To start from the released
 # Warmup-VQ instead: --cfg-options model.init_from=None model.tokenizer_init=vq-with-gan.pt
 _base_ = [

@@ -1,6 +1,6 @@
 # Stage 0, reference recipe (REFERENCE.md): LlamaGen VQ-16 warmed up on ImageNet 256 px from the
 # public LlamaGen tokenizer weights (which lack a discriminator): recon + LPIPS + GAN fine-tuning,
-# global batch 256, AdamW 1e-4, EMA 0.9999, 400k steps, bf16. For 8 GPUs:
+# global batch 256, AdamW 1e-4, EMA 0.9999, 400k steps, bf16. For 8 GPUs (once per-module DDP lands):
 #   torchrun --nproc_per_node 8 tools/train.py configs/tokenizer/tokenizer_vq16_imagenet.py --launcher pytorch
 _base_ = [
     '../_base_/default_runtime.py',

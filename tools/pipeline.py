@@ -4,9 +4,12 @@
     python tools/pipeline.py PIPELINE --stages stage0_warmup stage1_gear   # a subset
     python tools/pipeline.py PIPELINE --cfg-options train_cfg.max_iters=20  # for every stage
     python tools/pipeline.py PIPELINE --dry-run                             # print the commands
+    python tools/pipeline.py PIPELINE --eval-options per_class=1 reference_images=20
 
 Complete stages (with ``final.pth``) are skipped and unfinished ones resume, so rerunning the
-same command continues where it stopped. Ends by writing ``summary.json`` and ``curves.png``.
+same command continues where it stopped. Then evaluates the stages named in the config's
+``evaluate`` (skipped when done with the same options) and writes ``summary.json`` and
+``curves.png``.
 """
 import argparse
 import os.path as osp
@@ -16,7 +19,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import DictAction  # noqa: E402
 
-from gear.apis.pipeline import load_pipeline, run_pipeline  # noqa: E402
+from gear.apis.pipeline import load_pipeline, run_evaluation, run_pipeline  # noqa: E402
 from gear.apis.summary import write_summary  # noqa: E402
 
 
@@ -27,6 +30,9 @@ def main(argv=None) -> None:
     parser.add_argument('--stages', nargs='+', help='run only these stages')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='config overrides applied to every stage')
+    parser.add_argument('--eval-options', nargs='+', action=DictAction, default={},
+                        help='override the evaluate options, e.g. per_class=1 reference_images=20')
+    parser.add_argument('--skip-eval', action='store_true', help='do not evaluate')
     parser.add_argument('--dry-run', action='store_true', help='print the commands only')
     args = parser.parse_args(argv)
     pipeline = load_pipeline(args.pipeline, args.work_dir)
@@ -38,12 +44,17 @@ def main(argv=None) -> None:
         return
     try:
         run_pipeline(pipeline, only=args.stages, extra=args.cfg_options)
+        if not args.skip_eval:
+            run_evaluation(pipeline, args.eval_options)
     except RuntimeError as e:
         sys.exit(str(e))
     summary = write_summary(pipeline)
     print(f'[pipeline] done: {osp.join(pipeline.work_dir, "summary.json")}')
     for role, values in summary.get('comparison', {}).get('final_loss_ntp', {}).items():
         print(f'[pipeline] final next-token loss, {role}: {values}')
+    for metric, values in summary.get('evaluation', {}).get('comparison', {}).items():
+        if metric in ('fid', 'precision', 'recall', 'rfid', 'psnr') or '/cka_' in metric:
+            print(f'[pipeline] {metric}: {values}')
 
 
 if __name__ == '__main__':

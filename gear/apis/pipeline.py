@@ -4,7 +4,12 @@ A pipeline config lists ``stages`` (name, config, ``inputs``: config key -> earl
 exported ``final.pth`` it reads, optional ``cfg_options``) and a ``work_dir``. A stage whose
 ``final.pth`` exists is complete and skipped; an unfinished one is resumed from its newest
 checkpoint. The SLURM launcher submits the same stages as dependent jobs.
+
+An optional ``evaluate`` dict (``stages`` plus ``gear.apis.evaluate.evaluate_checkpoint``
+keyword arguments) evaluates the named stages' ``final.pth`` once they are complete, into
+``{stage}/evaluation.json``; a results file made with the same options is not redone.
 """
+import json
 import os
 import os.path as osp
 import subprocess
@@ -16,6 +21,7 @@ from mmengine.config import Config
 
 from gear.engine.hooks.export_weights import FINAL_WEIGHTS
 
+EVALUATION_RESULTS = 'evaluation.json'
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
@@ -38,6 +44,7 @@ class Pipeline:
     stages: List[Stage]
     compare: Dict[str, str] = field(default_factory=dict)
     source: str = ''
+    evaluate: Dict[str, object] = field(default_factory=dict)
 
     def stage_dir(self, name: str) -> str:
         return osp.join(self.work_dir, name)
@@ -47,6 +54,9 @@ class Pipeline:
 
     def is_complete(self, name: str) -> bool:
         return osp.isfile(self.final_weights(name))
+
+    def evaluation_results(self, name: str) -> str:
+        return osp.join(self.stage_dir(name), EVALUATION_RESULTS)
 
     def options(self, stage: Stage, extra: Optional[Dict[str, object]] = None) -> Dict[str, object]:
         """The ``--cfg-options`` of a stage: inputs as paths, its own options, then ``extra``."""
@@ -98,8 +108,12 @@ def load_pipeline(path: str, work_dir: Optional[str] = None) -> Pipeline:
     for role, name in compare.items():
         if name not in seen:
             raise ValueError(f'{path}: compare.{role} names unknown stage {name!r}')
+    evaluate = dict(cfg.get('evaluate', {}))
+    unknown = [name for name in evaluate.get('stages', []) if name not in seen]
+    if unknown:
+        raise ValueError(f'{path}: evaluate.stages names unknown stage(s) {unknown}')
     return Pipeline(work_dir=osp.abspath(work_dir or cfg.work_dir), stages=stages, compare=compare,
-                    source=path)
+                    source=path, evaluate=evaluate)
 
 
 def run_pipeline(pipeline: Pipeline, only: Optional[List[str]] = None,
@@ -123,3 +137,45 @@ def run_pipeline(pipeline: Pipeline, only: Optional[List[str]] = None,
                                f'its log is in {pipeline.stage_dir(stage.name)}; rerun to resume')
         if not pipeline.is_complete(stage.name):
             raise RuntimeError(f'[pipeline] {stage.name} ended without {FINAL_WEIGHTS}')
+
+
+def evaluation_request(pipeline: Pipeline, overrides: Optional[Dict[str, object]] = None) -> dict:
+    """The pipeline's ``evaluate`` options with ``overrides`` (dotted keys reach into dicts,
+    e.g. ``sampling.cfg_scale``); ``cache_dir`` defaults to ``{work_dir}/fid_cache``."""
+    request = json.loads(json.dumps(pipeline.evaluate))  # a deep, JSON-able copy
+    request.setdefault('cache_dir', osp.join(pipeline.work_dir, 'fid_cache'))
+    for key, value in (overrides or {}).items():
+        *parents, leaf = key.split('.')
+        node = request
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return request
+
+
+def run_evaluation(pipeline: Pipeline, overrides: Optional[Dict[str, object]] = None,
+                   log=print) -> Dict[str, str]:
+    """Evaluate the complete ``evaluate.stages``; {stage: results JSON path}. A stage whose
+    results file was written with the same request is skipped."""
+    from .evaluate import evaluate_checkpoint, write_results
+    request = evaluation_request(pipeline, overrides)
+    stages = request.pop('stages', [])
+    done = {}
+    for name in stages:
+        path = pipeline.evaluation_results(name)
+        if not pipeline.is_complete(name):
+            log(f'[pipeline] evaluate {name}: stage not complete, skipped')
+            continue
+        if osp.isfile(path):
+            with open(path) as f:
+                if json.load(f).get('request') == request:
+                    log(f'[pipeline] evaluate {name}: done ({path}), skipped')
+                    done[name] = path
+                    continue
+        log(f'[pipeline] evaluate {name}: {pipeline.final_weights(name)}')
+        grid = osp.join(pipeline.stage_dir(name), 'evaluation_samples.png')
+        results = evaluate_checkpoint(pipeline.final_weights(name), grid_path=grid, log=log,
+                                      **request)
+        write_results(path, dict(results, request=request))
+        done[name] = path
+    return done

@@ -3,7 +3,9 @@
 Reads the scalars every stage logged (``{stage}/{timestamp}/vis_data/scalars.json``, several
 runs when a stage was resumed: a later run's rows replace an earlier run's at the same step) and
 writes the final value of every loss, the codebook statistics, the last validation metrics, and
-the next-token and alignment curves of the two ARs the pipeline compares.
+the next-token and alignment curves of the two ARs the pipeline compares, and the headline
+numbers of every stage's ``evaluation.json`` (FID, precision / recall, tokenizer metrics,
+feature alignment) with the path of the full results.
 """
 import glob
 import io
@@ -26,7 +28,10 @@ def read_scalars(stage_dir: str) -> Tuple[List[dict], List[dict]]:
             for line in f:
                 row = json.loads(line)
                 is_train = any(k.startswith(('tokenizer/', 'prior/', 'discriminator/')) for k in row)
-                (train if is_train else val)[row['step']] = row
+                if is_train:
+                    train[row['step']] = row
+                else:  # validation and generation metrics of one step arrive as separate rows
+                    val.setdefault(row['step'], {}).update(row)
     return [train[s] for s in sorted(train)], [val[s] for s in sorted(val)]
 
 
@@ -79,6 +84,42 @@ def plot_curves(curves_by_role: Dict[str, dict], path: str) -> None:
     atomic_write_bytes(buf.getvalue(), path)
 
 
+HEADLINE = {'generator': ('fid', 'precision', 'recall', 'inception_score', 'num_samples',
+                          'fid_method'),
+            'tokenizer': ('rfid', 'l1', 'psnr', 'ssim', 'codebook_usage', 'codebook_perplexity',
+                          'codebook_entropy', 'num_images')}
+
+
+def evaluation_summary(pipeline: Pipeline) -> Dict[str, object]:
+    """{stage: headline numbers + ``results`` path} of the stages with an ``evaluation.json``,
+    plus ``comparison`` {metric: {role: value}} of the compared stages."""
+    out = {}
+    for name in pipeline.evaluate.get('stages', []):
+        path = pipeline.evaluation_results(name)
+        if not osp.isfile(path):
+            continue
+        with open(path) as f:
+            results = json.load(f)
+        entry = dict(results=path, unavailable=results.get('unavailable', {}))
+        for section, keys in HEADLINE.items():
+            part = results.get(section, {})
+            entry[section] = {k: part[k] for k in keys if k in part}
+        entry['feature_alignment'] = results.get('feature_alignment', {}).get('teachers', {})
+        out[name] = entry
+    comparison = {}
+    for role, name in pipeline.compare.items():
+        if name in out:
+            for section in ('generator', 'tokenizer'):
+                for key, value in out[name][section].items():
+                    comparison.setdefault(key, {})[role] = value
+            for teacher, values in out[name]['feature_alignment'].items():
+                for key, value in values.items():
+                    comparison.setdefault(f'{teacher}/{key}', {})[role] = value
+    if comparison:
+        out['comparison'] = comparison
+    return out
+
+
 def write_summary(pipeline: Pipeline) -> Dict[str, object]:
     """Write ``summary.json`` (and ``curves.png`` when the compared stages ran) in the work dir."""
     summary = dict(pipeline=pipeline.source, work_dir=pipeline.work_dir,
@@ -91,5 +132,8 @@ def write_summary(pipeline: Pipeline) -> Dict[str, object]:
             f'final_{key}': {role: (c[key][-1] if c[key] else None) for role, c in compared.items()}
             for key in ('loss_ntp', 'loss_align', 'val_loss_ntp')}
         plot_curves(compared, osp.join(pipeline.work_dir, 'curves.png'))
+    evaluation = evaluation_summary(pipeline)
+    if evaluation:
+        summary['evaluation'] = evaluation
     atomic_write_bytes(json.dumps(summary, indent=1).encode(), osp.join(pipeline.work_dir, 'summary.json'))
     return summary

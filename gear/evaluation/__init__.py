@@ -4,6 +4,7 @@ network, precision / recall, Inception Score where the network has logits)."""
 from .fid import (ReferenceStats, feature_statistics, frechet_distance,
                   frechet_distance_from_features, load_or_compute_reference, load_reference_npz,
                   reference_key)
+from .feature_analysis import feature_alignment, linear_cka, mean_patch_cosine
 from .functional import psnr, ssim
 from .generative import compute_generative_metrics, inception_score
 from .inception import InceptionFeatures
@@ -12,6 +13,6 @@ from .precision_recall import precision_recall
 from .reconstruction import ReconstructionMetric
 
 __all__ = ['InceptionFeatures', 'MeanMetric', 'ReconstructionMetric', 'ReferenceStats',
-           'compute_generative_metrics', 'feature_statistics', 'frechet_distance',
+           'compute_generative_metrics', 'feature_alignment', 'feature_statistics', 'frechet_distance',
            'frechet_distance_from_features', 'inception_score', 'load_or_compute_reference',
-           'load_reference_npz', 'precision_recall', 'psnr', 'reference_key', 'ssim']
+           'linear_cka', 'load_reference_npz', 'mean_patch_cosine', 'precision_recall', 'psnr', 'reference_key', 'ssim']

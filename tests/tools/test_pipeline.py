@@ -1,5 +1,6 @@
 """tools/pipeline.py: the stages run in dependency order on real data, a rerun skips complete
-stages, the summary holds every stage and both AR curves; bad pipelines fail naming the stage."""
+stages and done evaluations, the summary holds every stage, both AR curves and the evaluation of
+both ARs; bad pipelines fail naming the stage."""
 import json
 import os.path as osp
 
@@ -13,13 +14,20 @@ PIPELINE = 'configs/pipelines/gear_vq_tiny_fashionmnist.py'
 FAST = ['train_cfg.max_iters=4', 'train_cfg.val_interval=2', 'default_hooks.logger.interval=2',
         'default_hooks.checkpoint.interval=2', 'train_dataloader.batch_size=8',
         'val_dataloader.dataset.num_samples=16']
+EVAL = ['per_class=1', 'reference_images=20', 'tokenizer_images=8', 'analysis_images=8',
+        'sampling.batch_size=5']
+
+
+def eval_options(work_dir):
+    return EVAL + [f'cache_dir={work_dir / "fid_cache"}']
 
 
 @pytest.fixture(scope='module')
 def ran(tmp_path_factory, fashion_mnist_root):
     work_dir = tmp_path_factory.mktemp('pipeline')
     proc = run_tool(['tools/pipeline.py', PIPELINE, '--work-dir', str(work_dir),
-                     '--cfg-options', *FAST], timeout=900)
+                     '--cfg-options', *FAST, '--eval-options', *eval_options(work_dir)],
+                    timeout=900)
     return work_dir, proc
 
 
@@ -50,13 +58,31 @@ def test_summary_has_every_stage_and_both_curves(ran):
     assert osp.getsize(work_dir / 'curves.png') > 1000
 
 
+def test_summary_has_the_evaluation_of_both_ars(ran):
+    work_dir, _ = ran
+    evaluation = json.loads((work_dir / 'summary.json').read_text())['evaluation']
+    for stage in ('stage2_vqonly', 'baseline'):
+        entry = evaluation[stage]
+        assert entry['results'] == str(work_dir / stage / 'evaluation.json')
+        assert entry['generator']['fid'] > 0 and entry['generator']['num_samples'] == 10
+        assert 0 <= entry['tokenizer']['ssim'] <= 1 and entry['tokenizer']['num_images'] == 8
+        assert set(entry['feature_alignment']['effnet']) == {
+            'cka_tokenizer', 'cka_ar', 'projector_cosine'}
+        results = json.loads(open(entry['results']).read())
+        assert results['request']['per_class'] == 1 and results['reference']['sha256']
+    assert set(evaluation['comparison']['fid']) == {'gear', 'baseline'}
+
+
 def test_rerun_skips_complete_stages(ran):
     work_dir, _ = ran
     before = osp.getmtime(work_dir / 'stage1_gear' / 'final.pth')
+    evaluated = osp.getmtime(work_dir / 'baseline' / 'evaluation.json')
     proc = run_tool(['tools/pipeline.py', PIPELINE, '--work-dir', str(work_dir),
-                     '--cfg-options', *FAST])
+                     '--cfg-options', *FAST, '--eval-options', *eval_options(work_dir)])
     assert proc.stdout.count('complete (') == 4 and 'train.py' not in proc.stdout
     assert osp.getmtime(work_dir / 'stage1_gear' / 'final.pth') == before
+    assert proc.stdout.count('), skipped') == 6  # 4 stages, 2 evaluations
+    assert osp.getmtime(work_dir / 'baseline' / 'evaluation.json') == evaluated
 
 
 def test_bad_pipelines_name_the_stage(tmp_path):

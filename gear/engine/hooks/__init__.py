@@ -1,9 +1,11 @@
 """Training hooks: codebook monitoring, RNG state in checkpoints, validation at step 0,
-reconstruction grids, weights export."""
+reconstruction grids, weights export, generative evaluation (FID) during training."""
 from .codebook_monitor import CodebookMonitorHook
 from .export_weights import ExportWeightsHook
+from .generative_eval import GenerativeEvalHook
 from .reconstruction_vis import ReconstructionVisHook
 from .rng_state import RNGStateHook
 from .validate_at_start import ValidateAtStartHook
 
-__all__ = ['CodebookMonitorHook', 'ExportWeightsHook', 'ReconstructionVisHook', 'RNGStateHook', 'ValidateAtStartHook']
+__all__ = ['CodebookMonitorHook', 'ExportWeightsHook', 'GenerativeEvalHook',
+           'ReconstructionVisHook', 'RNGStateHook', 'ValidateAtStartHook']

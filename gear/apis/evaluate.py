@@ -23,7 +23,7 @@ from gear.evaluation import (InceptionFeatures, ReconstructionMetric, ReferenceS
                              reference_key)
 from gear.evaluation.feature_analysis import evaluation_parts, feature_alignment
 from gear.evaluation.fid import cache_path
-from gear.evaluation.inception import file_sha256
+from gear.utils.checkpoint import file_sha256
 from gear.registry import DATASETS
 from gear.utils.checkpoint import atomic_write_bytes
 from gear.version import __version__

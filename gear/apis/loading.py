@@ -13,7 +13,6 @@ the files an earlier stage wrote need not exist any more. Frozen teachers and pe
 are built from their offline weights; they are not in checkpoints.
 """
 import copy
-import hashlib
 import os.path as osp
 import re
 from typing import Optional, Tuple
@@ -24,7 +23,7 @@ from mmengine.registry import DefaultScope
 from torch import nn
 
 from gear.registry import MODELS
-from gear.utils.checkpoint import (SCHEMA_VERSION, CheckpointError, load_file,
+from gear.utils.checkpoint import (SCHEMA_VERSION, CheckpointError, file_sha256, load_file,
                                    load_state_dict_strict)
 
 # Config keys that load weights from another file while the model is built: dropped (or set to
@@ -133,10 +132,3 @@ def generator_parts(model: nn.Module, use_ema: bool = True) -> Tuple[nn.Module, 
     return prior.ar, tokenizer
 
 
-def file_sha256(path: str, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (released files are named by its first 8 digits)."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk_size), b''):
-            digest.update(block)
-    return digest.hexdigest()

@@ -13,7 +13,6 @@ The resize filter moves FID, so it is an attribute and goes into every reported 
 - ``'bicubic'``: ``F.interpolate(bicubic, antialias=True)``, close to PIL bicubic (clean-fid).
 - ``'area'``: ``F.interpolate(area)``.
 """
-import hashlib
 import importlib.util
 import os
 import os.path as osp
@@ -23,6 +22,7 @@ from typing import List, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from gear.utils.checkpoint import file_sha256
 from gear.utils.frozen import FrozenNet
 
 DEFAULT_FILE = 'default_1.pt'
@@ -64,13 +64,6 @@ def resolve_weights(weights: Optional[str]) -> str:
         '[-1, 1] and returning (B, 2048) pool3 features, optionally with logits).')
 
 
-def file_sha256(path: str, chunk: int = 1 << 22) -> str:
-    """SHA-256 hex digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resize_to_input(x: torch.Tensor, resize_filter: str, size: int = INPUT_SIZE) -> torch.Tensor:

@@ -124,6 +124,15 @@ def load_weights(path: str) -> Dict[str, Any]:
     return ckpt
 
 
+def file_sha256(path: str, chunk_size: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in chunks (released files are named by its first 8 digits)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk_size), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_hashed_weights(state_dict: Dict[str, torch.Tensor], dst: str,
                         arch: Optional[dict] = None) -> str:
     """Write a weights file named as released files are: ``{dst stem}-{sha256[:8]}{ext}``.

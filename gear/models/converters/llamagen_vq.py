@@ -61,28 +61,26 @@ def convert_llamagen_vq(checkpoint: Dict[str, Any], key: Optional[str] = None,
     Raises:
         ValueError: naming the keys that are neither model weights nor known training-only entries.
     """
-    state_dict = strip_prefixes(select_state_dict(checkpoint, key, prefer_ema))
-    out, unknown = {}, []
-    for name, value in state_dict.items():
-        if name in TRAINING_ONLY_KEYS or name.startswith(TRAINING_ONLY_PREFIXES):
-            continue
-        if name.startswith(RELEASED_QUANT):
-            out[GEAR_QUANT + name[len(RELEASED_QUANT):]] = value
-        elif name.startswith(MODEL_PREFIXES):
-            out[name] = value
-        else:
-            unknown.append(name)
-    if unknown:
-        raise unknown_keys_error(unknown, 'VQ')
-    return out
+    state_dict = select_state_dict(checkpoint, key, prefer_ema)
+    return _rename_quantizer(state_dict, RELEASED_QUANT, GEAR_QUANT, drop_training_only=True)
 
 
 def to_llamagen_vq(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     """gear ``VQTokenizer`` state dict -> LlamaGen key names (the inverse of the above)."""
+    return _rename_quantizer(state_dict, GEAR_QUANT, RELEASED_QUANT, drop_training_only=False)
+
+
+def _rename_quantizer(state_dict: Dict[str, Tensor], src: str, dst: str,
+                      drop_training_only: bool) -> Dict[str, Tensor]:
+    """Strip wrapper prefixes, rename the quantizer prefix ``src`` -> ``dst``, keep the codec
+    keys, optionally drop training-only entries; any other key is an error naming it."""
     out, unknown = {}, []
     for name, value in strip_prefixes(state_dict).items():
-        if name.startswith(GEAR_QUANT):
-            out[RELEASED_QUANT + name[len(GEAR_QUANT):]] = value
+        if drop_training_only and (name in TRAINING_ONLY_KEYS
+                                   or name.startswith(TRAINING_ONLY_PREFIXES)):
+            continue
+        if name.startswith(src):
+            out[dst + name[len(src):]] = value
         elif name.startswith(MODEL_PREFIXES):
             out[name] = value
         else:

@@ -1,7 +1,7 @@
 """The reference ImageNet recipes build at full size and run a real step on CPU, so they cannot
 rot. Reduced: batch, resolution (64 px: 4x4 tokens), no bf16 (CPU), random teacher weights of the
 real DINOv2 architecture (no hub here), ST-LPIPS instead of LPIPS-VGG (no ImageNet VGG here), and
-no earlier-stage checkpoint; data are real ImageNet photos in the ImageNet layout."""
+no earlier-stage checkpoint, no checkpoint written (GBs at full size); data are real ImageNet photos in the ImageNet layout."""
 import glob
 import json
 import os.path as osp
@@ -27,11 +27,15 @@ FP32_CHILD = """_base_ = [{base!r}]
 _adamw = dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8)
 _fp32 = dict(_delete_=True, type='OptimWrapper', optimizer=_adamw, clip_grad=dict(max_norm=1.0))
 optim_wrapper = dict({groups})
+# A full-size checkpoint is GBs (GEAR-L with optimizers and EMA: 10 GB); saving is tested at tiny size.
+default_hooks = dict(checkpoint=None)
+custom_hooks = [dict(type='RNGStateHook'), dict(type='CodebookMonitorHook')]
 """
 
 
 def fp32_child(config, groups, tmp_path) -> str:
-    """A config inheriting ``config`` with plain fp32 optimizer wrappers (AMP needs a GPU)."""
+    """A config inheriting ``config`` with plain fp32 optimizer wrappers (AMP needs a GPU) and no
+    checkpoint or weights export."""
     path = tmp_path / ('cpu_' + osp.basename(config))
     path.write_text(FP32_CHILD.format(base=osp.abspath(config),
                                       groups=', '.join(f'{g}=_fp32' for g in groups)))

@@ -13,7 +13,7 @@
 The next-token loss never reaches the tokenizer; the soft alignment reaches only the tokenizer.
 Optimizer groups: ``tokenizer``, ``discriminator``, ``prior``.
 """
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import Tensor
@@ -84,10 +84,16 @@ class GEAR(PriorPhaseMixin, TokenizerWarmup):
         with frozen(self.prior, eval_mode=True), frozen(self.discriminator), \
                 optim.optim_context(self.tokenizer):
             losses = self.reconstruction_losses(x, x_hat, q, step)
-            probs = self.readout(q.d)  # (B, N, K), differentiable through q.d
-            loss_align, metrics = self.prior.align(probs, cond, targets)
-            losses['loss_align_soft'] = self.lambda_align * loss_align
+            guidance, metrics = self.guidance_losses(q, cond, targets)
+            losses.update(guidance)
             loss = sum(losses.values())
             optim.update_params(loss)
         return prefixed('tokenizer', losses, loss) | {
             f'tokenizer/soft_{k}': v for k, v in metrics.items()}
+
+    def guidance_losses(self, q, cond: Tensor, targets: Dict[str, Tensor]
+                        ) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+        """What the (frozen) prior tells the tokenizer: the soft-branch alignment only."""
+        probs = self.readout(q.d)  # (B, N, K), differentiable through q.d
+        loss_align, metrics = self.prior.align(probs, cond, targets)
+        return dict(loss_align_soft=self.lambda_align * loss_align), metrics

@@ -3,6 +3,7 @@
     python tools/pipeline.py configs/pipelines/gear_vq_tiny_fashionmnist.py
     python tools/pipeline.py PIPELINE --stages stage0_warmup stage1_gear   # a subset
     python tools/pipeline.py PIPELINE --cfg-options train_cfg.max_iters=20  # for every stage
+    python tools/pipeline.py PIPELINE --jobs 2                              # 2 stages at once
     python tools/pipeline.py PIPELINE --dry-run                             # print the commands
     python tools/pipeline.py PIPELINE --eval-options per_class=1 reference_images=20
 
@@ -32,6 +33,8 @@ def main(argv=None) -> None:
                         help='config overrides applied to every stage')
     parser.add_argument('--eval-options', nargs='+', action=DictAction, default={},
                         help='override the evaluate options, e.g. per_class=1 reference_images=20')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='run up to this many independent stages at once (threads split)')
     parser.add_argument('--skip-eval', action='store_true', help='do not evaluate')
     parser.add_argument('--dry-run', action='store_true', help='print the commands only')
     args = parser.parse_args(argv)
@@ -43,7 +46,7 @@ def main(argv=None) -> None:
                   + ' '.join(pipeline.train_command(stage, args.cfg_options)))
         return
     try:
-        run_pipeline(pipeline, only=args.stages, extra=args.cfg_options)
+        run_pipeline(pipeline, only=args.stages, extra=args.cfg_options, jobs=args.jobs)
         if not args.skip_eval:
             run_evaluation(pipeline, args.eval_options)
     except RuntimeError as e:

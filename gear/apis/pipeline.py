@@ -14,6 +14,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -117,26 +118,85 @@ def load_pipeline(path: str, work_dir: Optional[str] = None) -> Pipeline:
 
 
 def run_pipeline(pipeline: Pipeline, only: Optional[List[str]] = None,
-                 extra: Optional[Dict[str, object]] = None, log=print) -> None:
-    """Run the stages in order (or ``only`` those), skipping complete ones."""
+                 extra: Optional[Dict[str, object]] = None, log=print, jobs: int = 1) -> None:
+    """Run the stages (or ``only`` those), skipping complete ones, in dependency order.
+
+    ``jobs`` > 1 runs up to that many independent stages at once, the cores split between
+    those that can run (a stage alone gets them all), each one's output in
+    ``{stage}/pipeline.log`` (on a 2-core CPU two
+    one-thread stages finish sooner than the same two stages one after another). A failed stage
+    stops new launches; the running ones finish, then the error names the stage and its log.
+    """
     os.makedirs(pipeline.work_dir, exist_ok=True)
+    todo = []
     for stage in pipeline.stages:
         if only and stage.name not in only:
             continue
         if pipeline.is_complete(stage.name):
             log(f'[pipeline] {stage.name}: complete ({pipeline.final_weights(stage.name)}), skipped')
             continue
-        missing = [d for d in stage.depends_on if not pipeline.is_complete(d)]
+        todo.append(stage)
+    scheduled = {s.name for s in todo}
+    for stage in todo:
+        missing = [d for d in stage.depends_on
+                   if not pipeline.is_complete(d) and d not in scheduled]
         if missing:
             raise RuntimeError(f'[pipeline] {stage.name} needs {missing} complete first')
-        cmd = [sys.executable] + pipeline.train_command(stage, extra)
-        log(f'[pipeline] {stage.name}: {" ".join(cmd)}')
-        proc = subprocess.run(cmd, cwd=REPO)
-        if proc.returncode != 0:
-            raise RuntimeError(f'[pipeline] stage {stage.name} failed (exit {proc.returncode}); '
-                               f'its log is in {pipeline.stage_dir(stage.name)}; rerun to resume')
-        if not pipeline.is_complete(stage.name):
-            raise RuntimeError(f'[pipeline] {stage.name} ended without {FINAL_WEIGHTS}')
+    if jobs <= 1:
+        for stage in todo:
+            cmd = [sys.executable] + pipeline.train_command(stage, extra)
+            log(f'[pipeline] {stage.name}: {" ".join(cmd)}')
+            _check_stage(pipeline, stage, subprocess.run(cmd, cwd=REPO).returncode)
+        return
+    _run_parallel(pipeline, todo, extra, log, jobs)
+
+
+def _check_stage(pipeline: Pipeline, stage: Stage, returncode: int, log_file: str = '') -> None:
+    where = log_file or f'its log is in {pipeline.stage_dir(stage.name)}'
+    if returncode != 0:
+        raise RuntimeError(f'[pipeline] stage {stage.name} failed (exit {returncode}); {where}; '
+                           f'rerun to resume')
+    if not pipeline.is_complete(stage.name):
+        raise RuntimeError(f'[pipeline] {stage.name} ended without {FINAL_WEIGHTS}; {where}')
+
+
+def _run_parallel(pipeline: Pipeline, todo: List[Stage], extra, log, jobs: int) -> None:
+    """Launch ready stages (dependencies complete) up to ``jobs`` at a time."""
+    running, failed, pending = {}, None, list(todo)
+    while pending or running:
+        ready = [s for s in pending if all(pipeline.is_complete(d) for d in s.depends_on)]
+        while failed is None and ready and len(running) < jobs:
+            # the cores split between what runs now: a stage alone gets them all
+            threads = max(1, (os.cpu_count() or 1) // min(jobs, len(running) + len(ready)))
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+            stage = ready.pop(0)
+            pending.remove(stage)
+            os.makedirs(pipeline.stage_dir(stage.name), exist_ok=True)
+            log_file = osp.join(pipeline.stage_dir(stage.name), 'pipeline.log')
+            cmd = [sys.executable] + pipeline.train_command(stage, extra)
+            log(f'[pipeline] {stage.name} ({threads} threads, log {log_file}): {" ".join(cmd)}')
+            with open(log_file, 'a') as out:
+                proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out,
+                                        stderr=subprocess.STDOUT)
+            running[proc.pid] = (stage, proc, log_file, time.monotonic())
+        if not running:
+            if failed is not None:
+                break
+            raise RuntimeError(f'[pipeline] cannot schedule {[s.name for s in pending]}: '
+                               f'their inputs are not complete')
+        pid, status = os.wait()
+        if pid not in running:
+            continue
+        stage, proc, log_file, started = running.pop(pid)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        try:
+            _check_stage(pipeline, stage, proc.returncode, f'see {log_file}')
+            log(f'[pipeline] {stage.name}: done in {time.monotonic() - started:.0f} s')
+        except RuntimeError as e:
+            log(str(e))
+            failed = failed or e
+    if failed is not None:
+        raise failed
 
 
 def evaluation_request(pipeline: Pipeline, overrides: Optional[Dict[str, object]] = None) -> dict:
@@ -154,13 +214,13 @@ def evaluation_request(pipeline: Pipeline, overrides: Optional[Dict[str, object]
 
 
 def run_evaluation(pipeline: Pipeline, overrides: Optional[Dict[str, object]] = None,
-                   log=print) -> Dict[str, str]:
+                   log=print, jobs: int = 1) -> Dict[str, str]:
     """Evaluate the complete ``evaluate.stages``; {stage: results JSON path}. A stage whose
-    results file was written with the same request is skipped."""
-    from .evaluate import evaluate_checkpoint, write_results
+    results file was written with the same request is skipped. ``jobs`` > 1 evaluates that
+    many stages at once in worker processes, the threads split between them."""
     request = evaluation_request(pipeline, overrides)
     stages = request.pop('stages', [])
-    done = {}
+    done, todo = {}, []
     for name in stages:
         path = pipeline.evaluation_results(name)
         if not pipeline.is_complete(name):
@@ -172,10 +232,34 @@ def run_evaluation(pipeline: Pipeline, overrides: Optional[Dict[str, object]] = 
                     log(f'[pipeline] evaluate {name}: done ({path}), skipped')
                     done[name] = path
                     continue
-        log(f'[pipeline] evaluate {name}: {pipeline.final_weights(name)}')
-        grid = osp.join(pipeline.stage_dir(name), 'evaluation_samples.png')
-        results = evaluate_checkpoint(pipeline.final_weights(name), grid_path=grid, log=log,
-                                      **request)
-        write_results(path, dict(results, request=request))
-        done[name] = path
+        todo.append((name, pipeline.final_weights(name), path,
+                     osp.join(pipeline.stage_dir(name), 'evaluation_samples.png')))
+    if jobs <= 1 or len(todo) <= 1:
+        for name, weights, path, grid in todo:
+            log(f'[pipeline] evaluate {name}: {weights}')
+            _evaluate_stage(weights, path, grid, request, 0, log)
+            done[name] = path
+        return done
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn')) as pool:
+        futures = {name: pool.submit(_evaluate_stage, weights, path, grid, request, threads)
+                   for name, weights, path, grid in todo}
+        for name, future in futures.items():
+            log(f'[pipeline] evaluate {name}: {future.result()}')
+            done[name] = future.result()
     return done
+
+
+def _evaluate_stage(weights: str, path: str, grid: str, request: dict, threads: int,
+                    log=None) -> str:
+    """Evaluate one exported checkpoint into ``path`` (``threads`` > 0: torch threads)."""
+    import torch
+
+    from .evaluate import evaluate_checkpoint, write_results
+    if threads:
+        torch.set_num_threads(threads)
+    results = evaluate_checkpoint(weights, grid_path=grid, log=log or (lambda *a: None), **request)
+    write_results(path, dict(results, request=request))
+    return path

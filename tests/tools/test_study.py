@@ -1,0 +1,115 @@
+"""tools/study.py: a small study (2 seeds, GEAR + the straight-through ablation) runs on real
+data two stages at a time and reports speed-ups that follow from its own logs; the speed-up
+arithmetic; bad study configs fail naming the key."""
+import json
+import os.path as osp
+
+import pytest
+
+from gear.apis.study import load_study
+from gear.apis.study_report import speedup, spread, steps_to_reach
+
+from ..conftest import run_tool
+
+FAST = ['train_cfg.max_iters=4', 'train_cfg.val_interval=2', 'default_hooks.logger.interval=2',
+        'default_hooks.checkpoint.interval=2', 'train_dataloader.batch_size=8',
+        'val_dataloader.dataset.num_samples=16']
+EVAL = ['per_class=1', 'reference_images=20', 'tokenizer_images=8', 'analysis_images=8',
+        'sampling.batch_size=5']
+STUDY = """_base_ = [{base!r}]
+seeds = [0, 1]
+variants = {{'_delete_': True, 'gear': {{}}, 'st_end_to_end': {{'model.type': 'GEAREndToEnd'}}}}
+variant_seeds = {{'_delete_': True, 'st_end_to_end': [0]}}
+"""
+
+
+def small_study(tmp_path, repo_root) -> str:
+    path = tmp_path / 'study.py'
+    path.write_text(STUDY.format(base=osp.join(repo_root, 'configs/studies/gear_vq_tiny_fashionmnist.py')))
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def ran(tmp_path_factory, fashion_mnist_root, repo_root):
+    tmp = tmp_path_factory.mktemp('study')
+    config, work_dir = small_study(tmp, repo_root), tmp / 'run'
+    proc = run_tool(['tools/study.py', config, '--work-dir', str(work_dir), '--jobs', '2',
+                     '--cfg-options', *FAST, '--eval-options', *EVAL,
+                     f'cache_dir={tmp / "fid_cache"}'], timeout=900)
+    with open(work_dir / 'study.json') as f:
+        return work_dir, proc, json.load(f)
+
+
+def test_every_arm_and_seed_trains_and_the_report_is_written(ran):
+    work_dir, proc, result = ran
+    stages = ['warmup', 'gear_s0', 'gear_s0_ar', 'gear_s1', 'gear_s1_ar', 'st_end_to_end_s0',
+              'st_end_to_end_s0_ar', 'baseline_s0_ar', 'baseline_s1_ar']
+    for stage in stages:
+        assert osp.isfile(work_dir / stage / 'final.pth'), stage
+    assert 'threads' in proc.stdout  # run side by side
+    for png in ('ar_curves.png', 'ablation_ar_curves.png', 'stage1_codebook.png'):
+        assert (work_dir / png).stat().st_size > 1000
+    report = (work_dir / 'report.md').read_text()
+    assert 'st_end_to_end' in report and '| 1 |' in report
+    assert set(result['evaluation']) == {'gear_s0_ar', 'st_end_to_end_s0_ar', 'baseline_s0_ar'}
+    assert result['evaluation']['gear_s0_ar']['psnr'] > 0
+
+
+def test_speedups_follow_from_the_logged_curves(ran):
+    work_dir, _, result = ran
+    for seed in (0, 1):
+        gear, base = result['ar_curves']['gear'][str(seed)], result['ar_curves']['baseline'][str(seed)]
+        assert gear['step'] == base['step'] == [2, 4]  # same budget and logging
+        got = result['speedup']['gear']['per_seed'][str(seed)]['loss_ntp']
+        assert got == json.loads(json.dumps(speedup(gear, base, 'prior/loss_ntp')))
+    stage1 = result['stage1_curves']['st_end_to_end']['0']
+    assert stage1['step'] == [2, 4] and all(0 < u <= 1 for u in stage1['codebook/tokenizer/usage'])
+
+
+def test_rerun_skips_training(ran, repo_root, tmp_path):
+    work_dir, _, _ = ran
+    config = small_study(tmp_path, repo_root)
+    proc = run_tool(['tools/study.py', config, '--work-dir', str(work_dir), '--skip-eval',
+                     '--cfg-options', *FAST])
+    assert proc.stdout.count('complete') == 9 and 'train.py' not in proc.stdout
+
+
+def test_speedup_arithmetic():
+    base = {'step': [10, 20, 30, 40], 'loss': [4.0, 3.5, 3.2, 3.0]}
+    fast = {'step': [10, 20, 30, 40], 'loss': [3.6, 3.0, 2.8, 2.7]}
+    assert steps_to_reach(fast['step'], fast['loss'], 3.0) == 20
+    assert speedup(fast, base, 'loss') == dict(target=3.0, baseline_steps=40, steps=20, final=2.7,
+                                               speedup=2.0)
+    slow = {'step': [10, 20, 30, 40], 'loss': [4.5, 4.0, 3.6, 3.1]}
+    assert speedup(slow, base, 'loss')['speedup'] is None  # never reached: no number
+    s = spread([2.0, 4.0, None])
+    assert s['n'] == 2 and s['mean'] == 3.0 and abs(s['std'] - 2 ** 0.5) < 1e-12
+
+
+@pytest.mark.parametrize('name', ['gear_vq_tiny_fashionmnist', 'gear_vq_b_imagenet128'])
+def test_every_stage_of_the_shipped_studies_passes_the_config_check(name, repo_root):
+    from mmengine.config import Config
+
+    from gear.engine import check_config
+    pipeline = load_study(osp.join(repo_root, f'configs/studies/{name}.py')).pipeline()
+    assert len(pipeline.stages) == 1 + 2 * (3 + 4) + 3  # warm-up, 7 stage-1 runs + ARs, baselines
+    for stage in pipeline.stages:
+        cfg = Config.fromfile(osp.join(repo_root, stage.config))
+        cfg.merge_from_dict(pipeline.options(stage))
+        check_config(cfg)
+
+
+@pytest.mark.parametrize('text, message', [
+    ("seeds = [0, 0]", 'distinct'),
+    ("variants = {'_delete_': True, 'tau_1': {}}", "must include the reference 'gear'"),
+    ("variant_seeds = {'tau': [0]}", "unknown variant 'tau'"),
+    ("variant_seeds = {'gear': [7]}", 'subset of seeds'),
+    ("stage_options = {'stage3': {}}", 'warmup / stage1 / ar'),
+    ("ar = 'configs/ar/nope.py'", 'ar: config not found'),
+])
+def test_bad_study_configs_name_the_key(tmp_path, repo_root, text, message):
+    path = tmp_path / 'bad.py'
+    path.write_text(f"_base_ = [{osp.join(repo_root, 'configs/studies/gear_vq_tiny_fashionmnist.py')!r}]\n"
+                    f"{text}\n")
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        load_study(str(path))

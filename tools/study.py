@@ -11,6 +11,7 @@ skipped and unfinished ones resume, so rerunning the same command continues wher
 """
 import argparse
 import os.path as osp
+import resource
 import shlex
 import sys
 import time
@@ -57,7 +58,11 @@ def main(argv=None) -> None:
     except RuntimeError as e:
         sys.exit(str(e))
     command = ' '.join(['python', 'tools/study.py'] + [shlex.quote(a) for a in (argv or sys.argv[1:])])
-    result = write_report(study, command)
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    timing = dict(wall_s=round(time.monotonic() - start, 1), jobs=jobs,
+                  cpu_s=round(sum(u.ru_utime + u.ru_stime for u in usage), 1),
+                  note='this invocation only (stages complete before it are not counted)')
+    result = write_report(study, command, timing)
     ref = result['speedup']['gear']['loss_ntp']
     print(f'[study] done in {time.monotonic() - start:.0f} s: {osp.join(study.work_dir, "report.md")}')
     print(f'[study] NTP speed-up of the GEAR tokenizer: mean {ref["mean"]} std {ref["std"]} '

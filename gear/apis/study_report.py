@@ -188,7 +188,10 @@ def markdown(result: dict, study: Study, command: str) -> str:
     """``report.md``: the command, the headline, the per-seed table, the ablations, the plots."""
     sp = result['speedup']
     ref = sp[REFERENCE_VARIANT]
-    lines = [f'# Study: {osp.basename(study.source)}', '', f'Command: `{command}`', '',
+    timing = result.get('timing') or {}
+    took = (f" Took {timing['wall_s'] / 60:.1f} min wall, {timing['cpu_s'] / 60:.1f} min CPU "
+            f"({timing['jobs']} jobs; {timing['note']})." if timing else '')
+    lines = [f'# Study: {osp.basename(study.source)}', '', f'Command: `{command}`.{took}', '',
              f'Work dir: `{study.work_dir}`. Seeds {study.seeds}; one warm-up tokenizer '
              f'({result["warmup_steps"]} steps); every AR has the same architecture, '
              'initialisation and data order per seed, and the same step budget.', '',
@@ -227,11 +230,11 @@ def markdown(result: dict, study: Study, command: str) -> str:
     return '\n'.join(lines)
 
 
-def write_report(study: Study, command: str) -> dict:
+def write_report(study: Study, command: str, timing: Optional[dict] = None) -> dict:
     """Write ``study.json``, the plots and ``report.md`` in the study's work dir."""
     result = analyse(study)
     result['plots'] = plot(result, study.work_dir)
-    result['command'] = command
+    result['command'], result['timing'] = command, timing
     atomic_write_bytes(json.dumps(result, indent=1).encode(),
                        osp.join(study.work_dir, 'study.json'))
     atomic_write_bytes(markdown(result, study, command).encode(),

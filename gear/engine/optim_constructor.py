@@ -11,6 +11,9 @@ sub-modules listed in ``modules`` (default: the attribute of the same name)::
         prior=dict(modules=['ar', 'projector'], optimizer=dict(type='AdamW', lr=1e-4)))
 
 A parameter in two groups, or a trainable parameter in none, is an error that names it.
+
+Under ``GearDeepSpeedWrapper`` (``deepspeed_cfg``) each group's torch optimizer is handed to its
+own DeepSpeed engine and the group gets a ``DeepSpeedOptimWrapper`` (gear/engine/zero.py).
 """
 import copy
 
@@ -19,6 +22,8 @@ from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapperDict
 from torch import nn
 
 from gear.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+from .zero import DeepSpeedOptimWrapper
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -36,6 +41,7 @@ class ModuleOptimWrapperConstructor:
         self.paramwise_cfg = paramwise_cfg
 
     def __call__(self, model: nn.Module) -> OptimWrapperDict:
+        deepspeed = getattr(model, 'build_engine', None)  # GearDeepSpeedWrapper
         model = model.module if is_model_wrapper(model) else model
         wrappers, owner = {}, {}
         for name, cfg in self.group_cfgs.items():
@@ -56,6 +62,16 @@ class ModuleOptimWrapperConstructor:
                                          f'{owner[id(p)]!r} and {name!r}')
                     owner[id(p)] = name
             target = modules[0] if len(modules) == 1 else nn.ModuleList(modules)
+            if deepspeed is not None:
+                if len(names) != 1:
+                    raise ValueError(f'optim_wrapper.{name}.modules={names}: under DeepSpeed a '
+                                     'group is one module (one engine each)')
+                clip = (cfg.pop('clip_grad', None) or {}).get('max_norm')
+                cfg['type'] = 'OptimWrapper'  # only to build the torch optimizer
+                optimizer = DefaultOptimWrapperConstructor(cfg, paramwise)(target).optimizer
+                engine = deepspeed(names[0], optimizer, clip)
+                wrappers[name] = DeepSpeedOptimWrapper(optimizer, engine)
+                continue
             wrappers[name] = DefaultOptimWrapperConstructor(cfg, paramwise)(target)
         orphans = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in owner]
         if orphans:

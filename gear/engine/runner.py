@@ -10,11 +10,17 @@
   is stale or points to a file that is gone.
 - On a machine without CUDA, ``--launcher pytorch`` initialises a gloo process group itself
   (mmengine's launcher calls ``torch.cuda.set_device`` unconditionally).
+- Multi-process runs wrap the model per trainable module: ``model_wrapper_cfg`` (default
+  ``GearDistributedDataParallel``) or, when the config has ``deepspeed_cfg``
+  (``configs/_base_/strategies/zero*.py``), ``GearDeepSpeedWrapper`` with one engine per
+  optimizer group; its ZeRO shards are saved beside each checkpoint and reloaded on resume.
 """
+import contextlib
 import glob
 import os
 import os.path as osp
 import re
+import shutil
 from typing import Optional
 
 import torch
@@ -23,8 +29,11 @@ from mmengine.fileio import LocalBackend, register_backend
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
-from gear.registry import RUNNERS
+from gear.models.tokenizer_warmup import gathered
+from gear.registry import MODEL_WRAPPERS, RUNNERS
 from gear.utils.checkpoint import atomic_write_bytes, load_file, load_state_dict_strict
+
+from .zero import GearDeepSpeedWrapper, engine_dir
 
 ATOMIC_BACKEND = 'gear_atomic_local'
 
@@ -59,6 +68,14 @@ def find_latest_checkpoint(work_dir: str) -> Optional[str]:
     return max(found)[1] if found else None
 
 
+def prune_engine_dirs(work_dir: str) -> None:
+    """Remove ``iter_N.deepspeed`` shard folders whose ``iter_N.pth`` the checkpoint hook
+    removed."""
+    for folder in glob.glob(osp.join(work_dir, '*.deepspeed')):
+        if not osp.isfile(osp.splitext(folder)[0] + '.pth'):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @RUNNERS.register_module()
 class GearRunner(Runner):
     """mmengine ``Runner`` with atomic checkpoints, strict loading and CPU process groups."""
@@ -68,14 +85,71 @@ class GearRunner(Runner):
             dist.init_process_group(backend='gloo')
         super().setup_env(env_cfg)
 
+    def wrap_model(self, model_wrapper_cfg, model):
+        """``deepspeed_cfg`` (a strategies/zero*.py fragment) selects ``GearDeepSpeedWrapper``."""
+        deepspeed_cfg = self.cfg.get('deepspeed_cfg')
+        if deepspeed_cfg is not None and not is_model_wrapper(model):
+            if not self.distributed:
+                self.logger.warning('deepspeed_cfg is ignored in a single-process run; launch '
+                                    'with torchrun ... --launcher pytorch to use ZeRO')
+            else:
+                batch = self.cfg.get('train_dataloader', {}).get('batch_size', 1)
+                model_wrapper_cfg = {'micro_batch_size': batch, **deepspeed_cfg,
+                                     'type': 'GearDeepSpeedWrapper'}
+        wrapper_type = (model_wrapper_cfg or {}).get('type')
+        if wrapper_type in MODEL_WRAPPERS.module_dict:
+            # mmengine's wrap_model looks the type up in its root registry: name gear's scope
+            model_wrapper_cfg = dict(model_wrapper_cfg, type=f"gear.{model_wrapper_cfg['type']}")
+        return super().wrap_model(model_wrapper_cfg, model)
+
+    @property
+    def deepspeed_wrapper(self) -> Optional[GearDeepSpeedWrapper]:
+        return self.model if isinstance(self.model, GearDeepSpeedWrapper) else None
+
     def save_checkpoint(self, out_dir, filename, file_client_args=None, save_optimizer=True,
                         save_param_scheduler=True, meta=None, by_epoch=True, backend_args=None):
+        """Called on every rank (mmengine's own save runs on rank 0 only); under DeepSpeed every
+        rank first writes its engine shards, then rank 0 writes the whole state dict."""
         if backend_args is None and file_client_args is None and '://' not in str(out_dir):
             backend_args = dict(backend=ATOMIC_BACKEND)
-        super().save_checkpoint(out_dir, filename, file_client_args=file_client_args,
-                                save_optimizer=save_optimizer,
-                                save_param_scheduler=save_param_scheduler, meta=meta,
-                                by_epoch=by_epoch, backend_args=backend_args)
+        ds = self.deepspeed_wrapper
+        if ds is not None:
+            ds.save_engines(osp.join(out_dir, filename))
+        with self.whole_parameters():  # ZeRO-3: every rank gathers, rank 0 writes
+            super().save_checkpoint(out_dir, filename, file_client_args=file_client_args,
+                                    save_optimizer=save_optimizer,
+                                    save_param_scheduler=save_param_scheduler, meta=meta,
+                                    by_epoch=by_epoch, backend_args=backend_args)
+        if ds is not None and dist.get_rank() == 0:
+            prune_engine_dirs(out_dir)
+
+    def resume(self, filename: str, resume_optimizer: bool = True,
+               resume_param_scheduler: bool = True, map_location='default') -> None:
+        super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
+        if self.deepspeed_wrapper is not None and resume_optimizer:
+            self.deepspeed_wrapper.load_engines(filename)
+            self.logger.info(f'Loaded the DeepSpeed engine shards from {engine_dir(filename)}')
+
+    def call_hook(self, fn_name: str, **kwargs) -> None:
+        if fn_name == 'after_train':  # final.pth (rank 0 only): gather on every rank first
+            with self.whole_parameters():
+                return super().call_hook(fn_name, **kwargs)
+        return super().call_hook(fn_name, **kwargs)
+
+    @contextlib.contextmanager
+    def whole_parameters(self, modifier_rank: Optional[int] = None):
+        """ZeRO-3 parameters gathered on every rank for the block (a no-op otherwise); nested
+        blocks reuse the outer gather, whose exit alone re-partitions them."""
+        if self.__dict__.get('_whole_parameters'):
+            yield
+            return
+        self._whole_parameters = True
+        try:
+            model = self.model.module if is_model_wrapper(self.model) else self.model
+            with gathered(model, modifier_rank=modifier_rank):
+                yield
+        finally:
+            self._whole_parameters = False
 
     def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = True,
                         revise_keys=None):
@@ -85,10 +159,13 @@ class GearRunner(Runner):
         model = self.model.module if is_model_wrapper(self.model) else self.model
         state_dict = checkpoint.get('state_dict', checkpoint)
         state_dict = {re.sub(r'^module\.', '', k): v for k, v in state_dict.items()}
-        if strict:
-            load_state_dict_strict(model, state_dict, source=filename)
-        else:
-            model.load_state_dict(state_dict, strict=False)
+        with self.whole_parameters(modifier_rank=0):  # ZeRO-3: load whole, re-partition after
+            if strict:
+                load_state_dict_strict(model, state_dict, source=filename)
+            else:
+                model.load_state_dict(state_dict, strict=False)
+        if self.deepspeed_wrapper is not None:  # ZeRO's fp32 masters were copied at engine init
+            self.deepspeed_wrapper.refresh_master_weights()
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint

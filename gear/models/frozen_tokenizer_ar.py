@@ -22,11 +22,12 @@ from gear.utils.frozen import freeze
 
 from .code_usage import CodeUsageMeter
 from .prior import PriorPhaseMixin
+from .tokenizer_warmup import TrainModules
 from .align_eval import per_sample_alignment
 
 
 @MODELS.register_module()
-class FrozenTokenizerAR(PriorPhaseMixin, BaseModel):
+class FrozenTokenizerAR(PriorPhaseMixin, TrainModules, BaseModel):
     """AR (+ REPA) on a frozen tokenizer.
 
     Args:
@@ -44,6 +45,7 @@ class FrozenTokenizerAR(PriorPhaseMixin, BaseModel):
             'prior_ema': 'prior_ema'})`` to continue a stage-1 prior (``ar-init``).
         val_use_ema (bool): validate the EMA prior (default) or the online one.
     """
+    train_module_names = ('prior',)  # the tokenizer is frozen: never in a DDP / DeepSpeed engine
 
     def __init__(self, tokenizer: dict, tokenizer_from: Optional[dict], prior: dict, teachers: dict,
                  lambda_ar: float = 0.5, ema_decay: float = 0.9999,
@@ -78,7 +80,7 @@ class FrozenTokenizerAR(PriorPhaseMixin, BaseModel):
         x, cond = data['img'], data['label']
         tokens, y = self.encode(x), self.teacher_features(x)
         logs = self.prior_phase(tokens, cond, y, optim_wrapper['prior'])
-        self.prior_ema.update_parameters(self.prior)
+        self.update_prior_ema()
         self.code_usage.update(tokens)
         return logs
 

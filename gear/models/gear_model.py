@@ -11,7 +11,9 @@
                               + lambda_ar * align(proj(AR_{<=D}(tokens)), y)
     (4) EMA(tokenizer), EMA(prior), same decay
 The next-token loss never reaches the tokenizer; the soft alignment reaches only the tokenizer.
-Optimizer groups: ``tokenizer``, ``discriminator``, ``prior``.
+Optimizer groups: ``tokenizer``, ``discriminator``, ``prior``. Under DDP / DeepSpeed each trainable
+module is called through its handle (``train_module``) in its own phase; the prior's soft branch
+and D in step (1) are frozen and called directly.
 """
 from typing import Dict, Optional, Tuple
 
@@ -41,6 +43,7 @@ class GEAR(PriorPhaseMixin, TokenizerWarmup):
         init_from (dict, optional): ``dict(checkpoint=PATH, modules={src_prefix: attribute})``,
             e.g. the stage-0 ``final.pth`` with tokenizer, tokenizer_ema and discriminator.
     """
+    train_module_names = ('tokenizer', 'discriminator', 'prior')
 
     def __init__(self, tokenizer: dict, discriminator: dict, prior: dict, teachers: dict,
                  recon_loss: dict, gan_loss: dict, perceptual_loss: Optional[dict] = None,
@@ -62,13 +65,15 @@ class GEAR(PriorPhaseMixin, TokenizerWarmup):
         data = self.data_preprocessor(data, True)
         x, cond, step = data['img'], data['label'], current_step()
         y = self.teacher_features(x)
-        x_hat, q = self.tokenizer(x)
+        tokenizer = self.train_module('tokenizer')
+        with optim_wrapper['tokenizer'].optim_context(tokenizer):  # bf16 autocast under AMP
+            x_hat, q = tokenizer(x)  # the one tokenizer forward of the step
         logs = self.tokenizer_phase(x, x_hat, q, cond, y, optim_wrapper['tokenizer'], step)
         if self.gan_loss.is_active(step):
             logs.update(self.discriminator_phase(x, x_hat, optim_wrapper['discriminator']))
         logs.update(self.prior_phase(self.hard_tokens(q), cond, y, optim_wrapper['prior']))
-        self.tokenizer_ema.update_parameters(self.tokenizer)
-        self.prior_ema.update_parameters(self.prior)
+        self.update_tokenizer_ema()
+        self.update_prior_ema()
         self.code_usage.update(q.indices)
         return logs | assignment_stats(q.d, getattr(self.readout, 'tau', 1.0))
 
@@ -82,7 +87,7 @@ class GEAR(PriorPhaseMixin, TokenizerWarmup):
                         ) -> Dict[str, Tensor]:
         """(1) Step the tokenizer; the prior and D only pass gradients through."""
         with frozen(self.prior, eval_mode=True), frozen(self.discriminator), \
-                optim.optim_context(self.tokenizer):
+                optim.optim_context(self.train_module('tokenizer')):
             losses = self.reconstruction_losses(x, x_hat, q, step)
             guidance, metrics = self.guidance_losses(q, cond, targets)
             losses.update(guidance)

@@ -1,8 +1,9 @@
 """The prior: AR backbone + alignment projectors, stepped together as the ``prior`` group.
 
 Two read-outs of one codebook assignment enter the same AR:
-- ``ntp_and_align(tokens)``: hard indices (B, N); next-token cross-entropy over the full AR and
-  the alignment of the hidden state after ``align_depth`` blocks (GEAR step 3, stage 2).
+- ``ntp_and_align(tokens)`` (also ``forward``, so DDP / DeepSpeed handles run it): hard indices
+  (B, N); next-token cross-entropy over the full AR and the alignment of the hidden state after
+  ``align_depth`` blocks (GEAR step 3, stage 2).
 - ``align(probs)``: soft probabilities (B, N, K) embedded as ``probs @ E``; the AR runs only up
   to ``align_depth`` blocks (early exit: identical hidden state and gradients, fewer FLOPs) and
   returns the alignment loss (GEAR step 1, where the caller freezes the prior).
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 
 from gear.registry import ALIGN_ENCODERS, ALIGN_LOSSES, AR_BACKBONES
 
-from .tokenizer_warmup import prefixed
+from .tokenizer_warmup import gathered, prefixed
 
 
 class Prior(nn.Module):
@@ -54,6 +55,8 @@ class Prior(nn.Module):
         loss_align, metrics = self.align_loss(out.hidden, targets)
         return dict(loss_ntp=loss_ntp, loss_align=loss_align), metrics
 
+    forward = ntp_and_align  # the prior phase's call; DDP syncs gradients only through forward
+
     def align(self, probs: Tensor, cond: Tensor, targets: Dict[str, Tensor]
               ) -> Tuple[Tensor, Dict[str, Tensor]]:
         """Soft branch: alignment loss of the AR run on probabilities (B, N, K), early exit."""
@@ -80,6 +83,10 @@ class PriorPhaseMixin:
                              f'codebook size {codebook_size}')
         self.prior_ema = ExponentialMovingAverage(self.prior, momentum=1.0 - ema_decay)
 
+    def update_prior_ema(self) -> None:
+        with gathered(self.prior):  # whole parameters under ZeRO-3
+            self.prior_ema.update_parameters(self.prior)
+
     @torch.no_grad()
     def teacher_features(self, x: Tensor) -> Dict[str, Tensor]:
         return {name: teacher(x) for name, teacher in self.teachers.items()}  # {n: (B, N, C)}
@@ -87,8 +94,9 @@ class PriorPhaseMixin:
     def prior_phase(self, tokens: Tensor, cond: Tensor, targets: Dict[str, Tensor],
                     optim: OptimWrapper) -> Dict[str, Tensor]:
         """(3) Step AR + projectors on hard tokens (B, N); ``tokens`` carry no gradient."""
-        with optim.optim_context(self.prior):
-            losses, metrics = self.prior.ntp_and_align(tokens, cond, targets)
+        prior = self.train_module('prior')  # Prior.forward = ntp_and_align
+        with optim.optim_context(prior):
+            losses, metrics = prior(tokens, cond, targets)
             losses['loss_align'] = self.lambda_ar * losses['loss_align']
             loss = sum(losses.values())
             optim.update_params(loss)

@@ -9,14 +9,19 @@ Gradient routing of one iteration (each phase is its own method below):
                        gradient; skipped before ``gan_loss.disc_start``.
     (3) EMA(tokenizer) after the tokenizer step.
 Optimizer groups: ``tokenizer`` and ``discriminator``.
+
+Multi-process training calls each trainable module through ``train_module(name)``: the DDP or
+DeepSpeed handle a distributed wrapper installed (``gear.engine``), else the module itself. A
+module frozen in a phase (D in step 1) is always called directly, never through its handle.
 """
+import contextlib
 from typing import Dict, List, Optional
 
 import torch
 from mmengine.logging import MessageHub
 from mmengine.model import BaseModel, ExponentialMovingAverage
 from mmengine.optim import OptimWrapper, OptimWrapperDict
-from torch import Tensor
+from torch import Tensor, nn
 
 from gear.models.code_usage import CodeUsageMeter
 from gear.registry import DISCRIMINATORS, LOSSES, MODELS, TOKENIZERS
@@ -35,8 +40,40 @@ def current_step() -> int:
     return int(MessageHub.get_current_instance().get_info('iter', 0))
 
 
+def gathered(module: nn.Module, modifier_rank: Optional[int] = None):
+    """Context in which ZeRO-3-partitioned parameters of ``module`` are whole (collective: every
+    rank must enter it); a no-op for ordinary parameters. With ``modifier_rank``, that rank's
+    in-place changes are kept (re-partitioned) on exit."""
+    params = [p for p in module.parameters() if hasattr(p, 'ds_id')]
+    if not params:
+        return contextlib.nullcontext()
+    import deepspeed
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=modifier_rank)
+
+
+class TrainModules:
+    """Handles through which the optimizer phases call their trainable modules.
+
+    A distributed wrapper calls ``set_train_modules({name: handle})``; the handles are kept out
+    of the module tree (``state_dict``, ``parameters()`` and EMA key names are unchanged).
+    """
+    train_module_names = ()  # attributes a phase calls through ``train_module``
+
+    def set_train_modules(self, handles: Dict[str, nn.Module]) -> None:
+        unknown = set(handles) - set(self.train_module_names)
+        if unknown:
+            raise KeyError(f'{type(self).__name__} has no trainable module(s) {sorted(unknown)}; '
+                           f'known: {list(self.train_module_names)}')
+        self.__dict__['_train_handles'] = dict(handles)  # plain attribute: not a submodule
+
+    def train_module(self, name: str) -> nn.Module:
+        """The DDP / DeepSpeed handle of ``name`` when one is installed, else the module."""
+        handles = self.__dict__.get('_train_handles', {})
+        return handles[name] if name in handles else getattr(self, name)
+
+
 @MODELS.register_module()
-class TokenizerWarmup(BaseModel):
+class TokenizerWarmup(TrainModules, BaseModel):
     """Tokenizer + discriminator, trained for reconstruction with an adversarial term.
 
     Args:
@@ -50,6 +87,7 @@ class TokenizerWarmup(BaseModel):
             LlamaGen / GEAR tokenizer checkpoint; converted on load).
         val_use_ema (bool): validate the EMA tokenizer (default) or the raw one.
     """
+    train_module_names = ('tokenizer', 'discriminator')
 
     def __init__(self, tokenizer: dict, discriminator: dict, recon_loss: dict, gan_loss: dict,
                  perceptual_loss: Optional[dict] = None, ema_decay: float = 0.9999,
@@ -72,13 +110,19 @@ class TokenizerWarmup(BaseModel):
     def train_step(self, data: dict, optim_wrapper: OptimWrapperDict) -> Dict[str, Tensor]:
         data = self.data_preprocessor(data, True)
         x, step = data['img'], current_step()
-        x_hat, q = self.tokenizer(x)
+        tokenizer = self.train_module('tokenizer')
+        with optim_wrapper['tokenizer'].optim_context(tokenizer):  # bf16 autocast under AMP
+            x_hat, q = tokenizer(x)  # the one tokenizer forward of the step
         log_vars = self.tokenizer_phase(x, x_hat, q, optim_wrapper['tokenizer'], step)
         if self.gan_loss.is_active(step):
             log_vars.update(self.discriminator_phase(x, x_hat, optim_wrapper['discriminator']))
-        self.tokenizer_ema.update_parameters(self.tokenizer)
+        self.update_tokenizer_ema()
         self.code_usage.update(q.indices)
         return log_vars
+
+    def update_tokenizer_ema(self) -> None:
+        with gathered(self.tokenizer):
+            self.tokenizer_ema.update_parameters(self.tokenizer)
 
     def reconstruction_losses(self, x: Tensor, x_hat: Tensor, q, step: int) -> Dict[str, Tensor]:
         """L1 + perceptual + quantizer losses + the GAN generator term (once it is active)."""
@@ -93,7 +137,7 @@ class TokenizerWarmup(BaseModel):
     def tokenizer_phase(self, x: Tensor, x_hat: Tensor, q, optim: OptimWrapper,
                         step: int) -> Dict[str, Tensor]:
         """(1) Step the tokenizer; the discriminator only passes gradients through."""
-        with frozen(self.discriminator), optim.optim_context(self.tokenizer):
+        with frozen(self.discriminator), optim.optim_context(self.train_module('tokenizer')):
             losses = self.reconstruction_losses(x, x_hat, q, step)
             loss = sum(losses.values())
             optim.update_params(loss)
@@ -101,9 +145,10 @@ class TokenizerWarmup(BaseModel):
 
     def discriminator_phase(self, x: Tensor, x_hat: Tensor, optim: OptimWrapper) -> Dict[str, Tensor]:
         """(2) Step the discriminator on real vs detached reconstructions."""
-        with optim.optim_context(self.discriminator):
-            logits_real = self.discriminator(x)
-            logits_fake = self.discriminator(x_hat.detach())
+        discriminator = self.train_module('discriminator')
+        with optim.optim_context(discriminator):
+            logits_real = discriminator(x)
+            logits_fake = discriminator(x_hat.detach())
             loss = self.gan_loss.discriminator_loss(logits_real, logits_fake)
         optim.update_params(loss)
         return {'discriminator/loss': loss.detach(),

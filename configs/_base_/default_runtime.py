@@ -1,4 +1,6 @@
 # Runtime shared by every gear config: runner, hooks, logging, checkpoints, visualisation.
+# Multi-process: DDP per trainable module (strategies/ddp.py); strategies/zero*.py add DeepSpeed.
+_base_ = ['./strategies/ddp.py']
 default_scope = 'gear'
 runner_type = 'GearRunner'  # atomic checkpoints, strict loading, CPU process groups
 
@@ -13,6 +15,8 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=checkpoint_interval,
                     max_keep_ckpts=3, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # before RuntimeInfoHook: the step's outputs stay on the device, one sync per log window
+    log_sync=dict(type='LogSyncHook'),
 )
 custom_hooks = [
     dict(type='RNGStateHook'),
@@ -26,8 +30,13 @@ randomness = dict(seed=0, deterministic=False)
 
 vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)
-# Losses are averaged over the logging window; codebook statistics are already window totals.
+# Training outputs ('{phase}/{name}', 'assign/{name}'), grad norms and times are averaged over
+# the logging window (LogSyncHook replays each step's values, so these are true window means);
+# learning rates and validation metrics show their latest value; codebook statistics are
+# already window totals.
 log_processor = dict(by_epoch=False, window_size=log_interval,
+                     mean_pattern=(r'.*(loss|time|data_time|grad_norm).*'
+                                   r'|^(tokenizer|discriminator|prior|assign)/'),
                      custom_cfg=[dict(data_src=f'codebook/tokenizer/{k}', method_name='mean', window_size=1)
                                  for k in ('usage', 'perplexity', 'entropy')])
 log_level = 'INFO'

@@ -7,7 +7,7 @@ val_interval = 20_000
 _adamw = dict(type='AdamW', lr=lr, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8)
 optim_wrapper = dict(
     constructor='ModuleOptimWrapperConstructor',
-    prior=dict(type='OptimWrapper', optimizer=_adamw, clip_grad=dict(max_norm=1.0)))
+    prior=dict(type='GearOptimWrapper', optimizer=_adamw, clip_grad=dict(max_norm=1.0)))
 param_scheduler = dict(prior=[dict(type='ConstantLR', factor=1e-3, by_epoch=False, begin=0, end=2)])
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=val_interval)

@@ -5,7 +5,7 @@ max_iters = 400_000
 val_interval = 10_000
 
 _adamw = dict(type='AdamW', lr=lr, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8)
-_group = dict(type='OptimWrapper', optimizer=_adamw, clip_grad=dict(max_norm=1.0))
+_group = dict(type='GearOptimWrapper', optimizer=_adamw, clip_grad=dict(max_norm=1.0))
 optim_wrapper = dict(
     constructor='ModuleOptimWrapperConstructor',
     tokenizer=_group, discriminator=_group, prior=_group)  # prior = AR + projectors

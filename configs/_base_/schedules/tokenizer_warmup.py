@@ -7,8 +7,8 @@ val_interval = 10_000
 _adamw = dict(type='AdamW', lr=lr, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8)
 optim_wrapper = dict(
     constructor='ModuleOptimWrapperConstructor',
-    tokenizer=dict(type='OptimWrapper', optimizer=_adamw, clip_grad=dict(max_norm=1.0)),
-    discriminator=dict(type='OptimWrapper', optimizer=_adamw, clip_grad=dict(max_norm=1.0)))
+    tokenizer=dict(type='GearOptimWrapper', optimizer=_adamw, clip_grad=dict(max_norm=1.0)),
+    discriminator=dict(type='GearOptimWrapper', optimizer=_adamw, clip_grad=dict(max_norm=1.0)))
 # Step 0 runs at 1e-3 x LR, every later step at LR (mmengine's ConstantLR restores the LR at
 # step end - 1, so end=2 is a warm-up of exactly one step).
 _warmup = [dict(type='ConstantLR', factor=1e-3, by_epoch=False, begin=0, end=2)]

@@ -9,3 +9,6 @@ from .validate_at_start import ValidateAtStartHook
 
 __all__ = ['CodebookMonitorHook', 'ExportWeightsHook', 'GenerativeEvalHook',
            'ReconstructionVisHook', 'RNGStateHook', 'ValidateAtStartHook']
+from .log_sync import LogSyncHook  # noqa: E402
+
+__all__ += ['LogSyncHook']

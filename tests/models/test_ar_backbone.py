@@ -148,3 +148,100 @@ def test_class_dropout():
     embedder.eval()
     assert torch.equal(embedder(torch.zeros(3, dtype=torch.long))[:, 0],
                        embedder.embedding_table.weight[[0, 0, 0]])
+
+
+def _train_grads(model: LlamaGenGPT, soft: bool, seed: int = 3):
+    """Loss and parameter gradients of one training-mode forward/backward (dropout on)."""
+    gen = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, 16, (2, 16), generator=gen)
+    inputs = (torch.randn(2, 15, 16, generator=gen).softmax(-1) if soft else tokens[:, :-1])
+    model.zero_grad()
+    torch.manual_seed(seed)  # same dropout draws in both runs
+    out = model(inputs, torch.tensor([1, 4]), return_hidden_at=2)
+    loss = torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), tokens.flatten())
+    loss = loss + out.hidden.square().mean()
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize('soft', [False, True])
+def test_grad_checkpointing_identical_gradients(soft):
+    """Per-block activation checkpointing recomputes with the same dropout masks: the loss and
+    every parameter gradient equal those of the plain forward."""
+    drop = dict(token_dropout_p=0.1, resid_dropout_p=0.1, ffn_dropout_p=0.1, attn_dropout_p=0.1)
+    plain = tiny_model(**drop).train()
+    ckpt = tiny_model(**drop, grad_checkpointing=True).train()
+    ckpt.load_state_dict(plain.state_dict())
+    loss_a, grads_a = _train_grads(plain, soft)
+    loss_b, grads_b = _train_grads(ckpt, soft)
+    assert torch.equal(loss_a, loss_b)
+    assert grads_a.keys() == grads_b.keys()
+    for name in grads_a:
+        assert torch.allclose(grads_a[name], grads_b[name], rtol=0, atol=1e-7), name
+    assert any(g.abs().sum() > 0 for n, g in grads_b.items() if n.startswith('layers.0.'))
+
+
+def test_grad_checkpointing_saves_block_activations():
+    """With checkpointing, autograd keeps fewer saved tensors (only block inputs)."""
+    def n_saved(model):
+        count = [0]
+
+        def pack(t):
+            count[0] += 1
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(torch.randint(0, 16, (2, 15)), torch.tensor([0, 1]))
+        return count[0]
+    plain, ckpt = tiny_model().train(), tiny_model(grad_checkpointing=True).train()
+    assert n_saved(ckpt) < n_saved(plain) / 2
+
+
+def test_compile_flag_same_outputs_one_graph():
+    """``compile`` (here the eager backend: no C++ toolchain needed) gives the eager outputs,
+    and one compiled graph serves all blocks of the model and of its deepcopy (EMA)."""
+    import copy
+
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+    eager = tiny_model()
+    compiled = tiny_model(compile=dict(backend='eager'))
+    ema = copy.deepcopy(compiled)
+    tokens, cond = torch.randint(0, 16, (2, 15)), torch.tensor([0, 3])
+    with torch.no_grad():
+        ref = eager(tokens, cond).logits
+        assert torch.allclose(compiled(tokens, cond).logits, ref, atol=1e-6)
+        assert torch.allclose(ema(tokens, cond).logits, ref, atol=1e-6)
+    assert counters['stats']['unique_graphs'] == 1
+    with pytest.raises(TypeError, match='compile'):
+        tiny_model(compile='yes')
+
+
+class _LogitsOnly(torch.nn.Module):
+    """fvcore traces with torch.jit: return tensors, not ARBackboneOutput."""
+
+    def __init__(self, ar, **kw):
+        super().__init__()
+        self.ar, self.kw = ar, kw
+
+    def forward(self, tokens, cond):
+        out = self.ar(tokens, cond, **self.kw)
+        return out.hidden if out.logits is None else out.logits
+
+
+@pytest.mark.parametrize('soft,early_exit', [(False, False), (True, True)])
+def test_flop_formula_matches_fvcore(soft, early_exit):
+    """The analytic LlamaGen FLOP count (gear.utils.flops) agrees with fvcore within 2%."""
+    from gear.utils.flops import count_flops, fvcore_forward_flops, llamagen_forward_flops
+    model = LlamaGenGPT(dim=64, n_layer=3, n_head=4, vocab_size=128, block_size=64,
+                        num_classes=5, ffn_multiple_of=32).eval()
+    B, L = 3, 63
+    tokens = (torch.randn(B, L, 128).softmax(-1) if soft else torch.randint(0, 128, (B, L)))
+    kw = dict(return_hidden_at=2, early_exit=True) if early_exit else {}
+    formula = llamagen_forward_flops(model, B, L, n_layers=2 if early_exit else None,
+                                     soft=soft, head=not early_exit)
+    fv = fvcore_forward_flops(_LogitsOnly(model, **kw), (tokens, torch.tensor([0, 1, 2])))
+    assert formula == pytest.approx(fv, rel=0.02)
+    with torch.no_grad():  # torch's own counter (what the benchmark uses) agrees too
+        counted, _ = count_flops(model, tokens, torch.tensor([0, 1, 2]), **kw)
+    assert formula == pytest.approx(counted, rel=0.02)

@@ -3,7 +3,12 @@
 Module and parameter names equal LlamaGen's (``autoregressive/models/gpt.py``), so released
 checkpoints load with no renaming: ``cls_embedding.embedding_table``, ``layers.N.attention.wqkv``,
 ``attention.wo``, ``feed_forward.w1/w2/w3``, ``attention_norm``, ``ffn_norm``.
+
+``compiled_block(**kwargs)`` is one ``torch.compile``d function ``(block, x, freqs_cis) -> x``
+shared by every block of every model (nn.Module inlining lets its graph serve all identical
+blocks; nothing compiled is stored on a module, so ``deepcopy`` (EMA) stays safe).
 """
+import functools
 from typing import Optional
 
 import torch
@@ -134,3 +139,17 @@ class TransformerBlock(nn.Module):
                 mask: Optional[Tensor] = None) -> Tensor:
         h = x + self.drop_path(self.attention(self.attention_norm(x), freqs_cis, input_pos, mask))
         return h + self.drop_path(self.feed_forward(self.ffn_norm(h)))
+
+
+def _block_forward(block: 'TransformerBlock', x: Tensor, freqs_cis: Tensor) -> Tensor:
+    return block(x, freqs_cis)  # (B, S, dim)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(kwargs_items: tuple):
+    return torch.compile(_block_forward, **dict(kwargs_items))
+
+
+def compiled_block(**kwargs):
+    """The ``torch.compile``d ``(block, x, freqs_cis) -> x`` for these compile kwargs (cached)."""
+    return _compiled(tuple(sorted(kwargs.items())))

@@ -12,17 +12,24 @@ embeddings. The fixture key ``hidden_after_layer2`` of ``ar_small.pt`` (3 blocks
 after 2 blocks, i.e. ``return_hidden_at=2`` (after all 3 blocks it misses by a wide margin).
 ``early_exit=True`` stops there (no later blocks, final norm or head): same hidden, same grads.
 
+Speed options of the teacher-forced (training) forward, off by default:
+``grad_checkpointing=True`` recomputes each block in the backward pass
+(``torch.utils.checkpoint``, ``use_reentrant=False``; dropout masks are replayed, so gradients
+are identical) and ``compile=True`` (or a dict of ``torch.compile`` kwargs) runs each block
+through one shared compiled function (``blocks.compiled_block``); KV-cache decoding stays eager.
+
 KV-cache decoding (``setup_caches`` / ``decode`` / ``clear_caches``) lives here too; the
 sampling loop is ``gear.models.ar.sampling``.
 """
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from gear.registry import AR_BACKBONES
 from .base import ARBackboneOutput
-from .blocks import LabelEmbedder, RMSNorm, TransformerBlock, find_multiple
+from .blocks import LabelEmbedder, RMSNorm, TransformerBlock, compiled_block, find_multiple
 from .kv_cache import KVCache
 from .rope import precompute_freqs_cis_2d
 
@@ -63,6 +70,10 @@ class LlamaGenGPT(nn.Module):
         initializer_range: std of the normal init of linears and embeddings (head: zeros).
         cls_rotation: RoPE of the class positions, 'zeros' (LlamaGen, the released weights) or
             'identity' (see ``rope.py``).
+        grad_checkpointing: recompute every block in the backward pass (activation
+            checkpointing per block): less memory, about one more forward of compute.
+        compile: ``torch.compile`` each block in the teacher-forced forward: False, True, or a
+            dict of ``torch.compile`` kwargs (e.g. ``dict(mode='max-autotune')``).
     """
 
     def __init__(self, dim: Optional[int] = None, n_layer: Optional[int] = None,
@@ -72,8 +83,15 @@ class LlamaGenGPT(nn.Module):
                  class_dropout_prob: float = 0.1, token_dropout_p: float = 0.1,
                  attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.1,
                  ffn_dropout_p: float = 0.1, drop_path_rate: float = 0.0,
-                 initializer_range: float = 0.02, cls_rotation: str = 'zeros'):
+                 initializer_range: float = 0.02, cls_rotation: str = 'zeros',
+                 grad_checkpointing: bool = False, compile: Union[bool, dict] = False):
         super().__init__()
+        if not isinstance(compile, (bool, dict)):
+            raise TypeError(f'compile must be a bool or a dict of torch.compile kwargs, '
+                            f'got {compile!r}')
+        self.grad_checkpointing = bool(grad_checkpointing)
+        self.compile_kwargs = (dict(compile) if isinstance(compile, dict)
+                               else {} if compile else None)
         if size is not None:
             if size not in GPT_SIZES:
                 raise ValueError(f'unknown size {size!r}; choose from {list(GPT_SIZES)}')
@@ -184,7 +202,7 @@ class LlamaGenGPT(nn.Module):
         hidden = h if return_hidden_at == 0 else None
         n_run = return_hidden_at if early_exit else self.n_layer
         for i, layer in enumerate(self.layers[:n_run]):
-            h = layer(h, freqs_cis)  # (B, C + L, dim)
+            h = self._run_block(layer, h, freqs_cis)  # (B, C + L, dim)
             if i + 1 == return_hidden_at:
                 hidden = h
         if hidden is not None:
@@ -193,6 +211,14 @@ class LlamaGenGPT(nn.Module):
             return ARBackboneOutput(logits=None, hidden=hidden)
         logits = self.output(self.norm(h)).float()[:, start:]  # (B, L + 1, V)
         return ARBackboneOutput(logits=logits, hidden=hidden)
+
+    def _run_block(self, layer: TransformerBlock, h: Tensor, freqs_cis: Tensor) -> Tensor:
+        """One block of the teacher-forced forward, compiled and/or checkpointed if asked."""
+        fn = layer if self.compile_kwargs is None else compiled_block(**self.compile_kwargs)
+        args = (h, freqs_cis) if self.compile_kwargs is None else (layer, h, freqs_cis)
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)  # (B, S, dim)
+        return fn(*args)  # (B, S, dim)
 
     # --- KV-cache decoding ----------------------------------------------------------------------
     def setup_caches(self, max_batch_size: int, max_seq_length: Optional[int] = None,

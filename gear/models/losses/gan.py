@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gear.registry import LOSSES
+from .precision import fp32_region
 
 
 def hinge_d_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
@@ -57,9 +58,12 @@ class GANLoss(nn.Module):
         loss_type: ``'hinge'`` or ``'non_saturating'``.
         loss_weight: weight of the generator term once active.
         disc_start: first training step (0-based) at which the adversarial term is on.
+        fp32: take the logits to float32 (autocast off) before the loss (default True: the
+            means over PatchGAN maps are cheap and bf16 rounds them to ~3 digits).
     """
 
-    def __init__(self, loss_type: str = 'hinge', loss_weight: float = 0.1, disc_start: int = 0):
+    def __init__(self, loss_type: str = 'hinge', loss_weight: float = 0.1, disc_start: int = 0,
+                 fp32: bool = True):
         super().__init__()
         if loss_type not in _LOSS_FNS:
             raise ValueError(f'GANLoss: unknown loss_type {loss_type!r}; '
@@ -67,6 +71,7 @@ class GANLoss(nn.Module):
         self.loss_type = loss_type
         self.loss_weight = float(loss_weight)
         self.disc_start = int(disc_start)
+        self.fp32 = bool(fp32)
         self._d_fn, self._g_fn = _LOSS_FNS[loss_type]
 
     def is_active(self, step: int) -> bool:
@@ -80,14 +85,16 @@ class GANLoss(nn.Module):
     def discriminator_loss(self, logits_real: Tensor, logits_fake: Tensor,
                            step: Optional[int] = None) -> Tensor:
         """logits of real images and of (detached) reconstructions -> scalar D loss."""
-        loss = self._d_fn(logits_real, logits_fake)
+        with fp32_region(logits_real, logits_fake, enabled=self.fp32) as (real, fake):
+            loss = self._d_fn(real, fake)
         if step is not None and not self.is_active(step):
             loss = loss * 0.0
         return loss
 
     def generator_loss(self, logits_fake: Tensor, step: int) -> Tensor:
         """logits of reconstructions (not detached) -> weighted scalar G loss."""
-        return self.generator_weight(step) * self._g_fn(logits_fake)
+        with fp32_region(logits_fake, enabled=self.fp32) as (fake,):
+            return self.generator_weight(step) * self._g_fn(fake)
 
     def forward(self, logits_fake: Tensor, step: int) -> Tensor:
         """Alias of ``generator_loss``."""
@@ -95,4 +102,4 @@ class GANLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'loss_type={self.loss_type!r}, loss_weight={self.loss_weight}, '
-                f'disc_start={self.disc_start}')
+                f'disc_start={self.disc_start}, fp32={self.fp32}')

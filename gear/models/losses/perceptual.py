@@ -5,6 +5,10 @@ owner's ``state_dict``; gradients still flow through them to the inputs (the rec
 Inputs are images in [-1, 1], (B, 3, H, W). ``distance(x, y)`` gives the per-sample (B,) value,
 ``forward(pred, target)`` the training loss ``loss_weight * mean over batch``.
 
+Precision under autocast: ``fp32=True`` runs the whole loss in float32; with ``fp32=False``
+(default) the trunk runs in the autocast dtype (bf16) and LPIPS's unit normalisation, squared
+differences and heads still run in float32 (they subtract nearly equal features).
+
 Where the weights come from:
 
 - ``LPIPS``: VGG16 ImageNet trunk from ``vgg_weights`` (a torchvision-format state dict; only the
@@ -27,6 +31,7 @@ from torch import Tensor, nn
 
 from gear.registry import LOSSES
 from gear.utils.frozen import FrozenNet
+from .precision import fp32_region
 
 # LPIPS v0.1 input scaling: (x - shift) / scale, x in [-1, 1].
 _LPIPS_SHIFT = (-.030, -.088, -.188)
@@ -110,29 +115,42 @@ class LPIPS(FrozenNet):
         loss_weight: factor applied to the batch mean of the distance.
         vgg_weights: local torchvision-format VGG16 state dict; None: torchvision's download.
         lin_weights: local LPIPS v0.1 ``vgg.pth``; None: the ``lpips`` package's bundled file.
+        fp32: run the VGG trunk in float32 under autocast too (default False: bf16 trunk).
+        pretrained_source: ``'default'`` (the weights above) or ``'none'``: random trunk and
+            heads, the same cost, no files needed (benchmarks and smoke tests only).
     """
 
     def __init__(self, net: str = 'vgg', loss_weight: float = 1.0,
-                 vgg_weights: Optional[str] = None, lin_weights: Optional[str] = None):
+                 vgg_weights: Optional[str] = None, lin_weights: Optional[str] = None,
+                 fp32: bool = False, pretrained_source: str = 'default'):
         super().__init__()
+        if pretrained_source not in ('default', 'none'):
+            raise ValueError(f"LPIPS: pretrained_source must be 'default' or 'none', "
+                             f'got {pretrained_source!r}')
+        self.fp32 = bool(fp32)
         if net != 'vgg':
             raise ValueError(f"LPIPS: unknown net {net!r}; allowed: ['vgg'] "
                              f"(use STLPIPS for the offline alex/vgg metric)")
         self.net_name = net
         self.loss_weight = float(loss_weight)
-        lin_state = _load_lin_weights(lin_weights)
-        feat_state = _load_vgg_features(vgg_weights)
-        # Build on the meta device (skips the 138M-parameter random init), then load for real.
-        with torch.device('meta'):
-            features = torchvision.models.vgg16(weights=None).features[:_VGG_SLICE_ENDS[-1]]
-        features = features.to_empty(device='cpu')
-        features.load_state_dict({k: v for k, v in feat_state.items()
-                                  if int(k.split('.')[0]) < _VGG_SLICE_ENDS[-1]}, strict=True)
-        self.features = features
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in _VGG_CHANNELS)
-        with torch.no_grad():
-            for k, lin in enumerate(self.lins):
-                lin.weight.copy_(lin_state[f'lin{k}.model.1.weight'])
+        if pretrained_source == 'none':  # random, but heads >= 0 as LPIPS's (a distance)
+            self.features = torchvision.models.vgg16(weights=None).features[:_VGG_SLICE_ENDS[-1]]
+            for lin, c in zip(self.lins, _VGG_CHANNELS):
+                nn.init.uniform_(lin.weight, 0.0, 2.0 / c)
+        else:
+            lin_state = _load_lin_weights(lin_weights)
+            feat_state = _load_vgg_features(vgg_weights)
+            # Build on the meta device (skips the 138M-parameter random init), then load.
+            with torch.device('meta'):
+                features = torchvision.models.vgg16(weights=None).features[:_VGG_SLICE_ENDS[-1]]
+            features = features.to_empty(device='cpu')
+            features.load_state_dict({k: v for k, v in feat_state.items()
+                                      if int(k.split('.')[0]) < _VGG_SLICE_ENDS[-1]}, strict=True)
+            self.features = features
+            with torch.no_grad():
+                for k, lin in enumerate(self.lins):
+                    lin.weight.copy_(lin_state[f'lin{k}.model.1.weight'])
         self.register_buffer('shift', torch.tensor(_LPIPS_SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('scale', torch.tensor(_LPIPS_SCALE).view(1, 3, 1, 1), persistent=False)
         self.freeze_()
@@ -150,11 +168,14 @@ class LPIPS(FrozenNet):
     def distance(self, x: Tensor, y: Tensor) -> Tensor:
         """x, y: (B, 3, H, W) in [-1, 1] -> (B,) LPIPS distance."""
         b = x.shape[0]
-        xy = (torch.cat([x, y], dim=0) - self.shift) / self.scale  # (2B, 3, H, W), one trunk pass
+        with fp32_region(x, y, enabled=self.fp32) as (x, y):
+            xy = (torch.cat([x, y], dim=0) - self.shift) / self.scale  # (2B, 3, H, W), one pass
+            taps = self._taps(xy)
         dist = 0.
-        for lin, feat in zip(self.lins, self._taps(xy)):
-            fx, fy = _unit_normalize(feat[:b]), _unit_normalize(feat[b:])
-            dist = dist + lin((fx - fy) ** 2).mean(dim=(2, 3))  # (B, 1)
+        with fp32_region(*taps) as taps:  # normalise, difference and heads in float32
+            for lin, feat in zip(self.lins, taps):
+                fx, fy = _unit_normalize(feat[:b]), _unit_normalize(feat[b:])
+                dist = dist + lin((fx - fy) ** 2).mean(dim=(2, 3))  # (B, 1)
         return dist.flatten()
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -162,7 +183,7 @@ class LPIPS(FrozenNet):
         return self.loss_weight * self.distance(pred, target).mean()
 
     def extra_repr(self) -> str:
-        return f'net={self.net_name!r}, loss_weight={self.loss_weight}'
+        return f'net={self.net_name!r}, loss_weight={self.loss_weight}, fp32={self.fp32}'
 
 
 def _import_stlpips():
@@ -201,10 +222,12 @@ class STLPIPS(FrozenNet):
     Args:
         net: ``'alex'`` (default in the paper) or ``'vgg'``.
         loss_weight: factor applied to the batch mean of the distance.
+        fp32: run the metric in float32 under autocast (default False: the autocast dtype).
     """
 
-    def __init__(self, net: str = 'alex', loss_weight: float = 1.0):
+    def __init__(self, net: str = 'alex', loss_weight: float = 1.0, fp32: bool = False):
         super().__init__()
+        self.fp32 = bool(fp32)
         if net not in ('alex', 'vgg'):
             raise ValueError(f"STLPIPS: unknown net {net!r}; allowed: ['alex', 'vgg']")
         self.net_name = net
@@ -215,12 +238,14 @@ class STLPIPS(FrozenNet):
         self.freeze_()
 
     def distance(self, x: Tensor, y: Tensor) -> Tensor:
-        """x, y: (B, 3, H, W) in [-1, 1] -> (B,) ST-LPIPS distance."""
-        return self.metric(x, y, normalize=False).flatten()  # (B, 1, 1, 1) -> (B,)
+        """x, y: (B, 3, H, W) in [-1, 1] -> (B,) ST-LPIPS distance (float32 out)."""
+        with fp32_region(x, y, enabled=self.fp32) as (x, y):
+            return self.metric(x, y, normalize=False).flatten().float()  # (B, 1, 1, 1) -> (B,)
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         """pred, target: (B, 3, H, W) in [-1, 1] -> scalar ``loss_weight * mean_b d``."""
         return self.loss_weight * self.distance(pred, target).mean()
 
     def extra_repr(self) -> str:
-        return f'net={self.net_name!r}, loss_weight={self.loss_weight}'
+        return f'net={self.net_name!r}, loss_weight={self.loss_weight}, fp32={self.fp32}'
+

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gear.registry import QUANTIZERS
+from gear.models.losses.precision import fp32_region
 from .base import QuantizerOutput, code_usage_metrics, entropy_regularizer
 
 
@@ -27,6 +28,8 @@ class VectorQuantizer(nn.Module):
         entropy_loss_ratio (float): weight of the entropy regulariser; 0 omits the term.
         entropy_temperature (float): the regulariser's assignment is ``softmax(-d / T)``.
         codebook_loss_weight (float): weight of the codebook loss ``mean((z_q - sg[z])^2)``.
+        fp32 (bool): compute distances, losses and the read-out in float32 under autocast
+            (default True; False lets them run in the autocast dtype, for experiments).
     """
 
     def __init__(self,
@@ -36,8 +39,10 @@ class VectorQuantizer(nn.Module):
                  beta: float = 0.25,
                  entropy_loss_ratio: float = 0.05,
                  entropy_temperature: float = 0.01,
-                 codebook_loss_weight: float = 1.0):
+                 codebook_loss_weight: float = 1.0,
+                 fp32: bool = True):
         super().__init__()
+        self.fp32 = bool(fp32)
         self.l2_norm = l2_norm
         self.beta = beta
         self.entropy_loss_ratio = entropy_loss_ratio
@@ -60,18 +65,18 @@ class VectorQuantizer(nn.Module):
 
     def codebook(self) -> Tensor:
         """The codes used for lookup, (K, C): normalised when ``l2_norm``."""
-        weight = self.embedding.weight.float()
+        weight = self.embedding.weight.float() if self.fp32 else self.embedding.weight
         return F.normalize(weight, p=2, dim=-1) if self.l2_norm else weight
 
     def forward(self, z: Tensor) -> QuantizerOutput:
         """Quantise ``z`` (B, C, H, W); see :class:`QuantizerOutput` for the fields.
 
-        Runs in float32 even under autocast: in bfloat16 the distances (values in [0, 4]) keep
-        about two significant digits, too few for the argmin over 16384 codes or for the soft
-        read-out ``softmax(-d / tau)``.
+        With ``fp32`` (default) it runs in float32 even under autocast: in bfloat16 the distances
+        (values in [0, 4]) keep about two significant digits, too few for the argmin over 16384
+        codes or for the soft read-out ``softmax(-d / tau)``.
         """
-        with torch.autocast(device_type=z.device.type, enabled=False):
-            return self._quantize(z.float())
+        with fp32_region(z, enabled=self.fp32) as (z,):
+            return self._quantize(z)
 
     def _quantize(self, z: Tensor) -> QuantizerOutput:
         b, c, h, w = z.shape
@@ -106,4 +111,4 @@ class VectorQuantizer(nn.Module):
     def extra_repr(self) -> str:
         return (f'codebook_size={self.codebook_size}, embed_dim={self.embed_dim}, '
                 f'l2_norm={self.l2_norm}, beta={self.beta}, '
-                f'entropy_loss_ratio={self.entropy_loss_ratio}')
+                f'entropy_loss_ratio={self.entropy_loss_ratio}, fp32={self.fp32}')

@@ -1,0 +1,73 @@
+"""The ``fp32`` flags of losses and quantizers: float32 inside bf16 autocast when asked."""
+import pytest
+import torch
+
+from gear.models.losses import STLPIPS, GANLoss, L1Loss
+from gear.models.losses.precision import fp32_region
+from gear.models.quantizers import VectorQuantizer
+
+
+def bf16():
+    return torch.autocast('cpu', dtype=torch.bfloat16)
+
+
+def test_fp32_region_casts_and_disables_autocast():
+    a, idx = torch.randn(3, 4).bfloat16(), torch.arange(3)
+    with bf16(), fp32_region(a, idx) as (a32, idx2):
+        assert a32.dtype == torch.float32 and idx2.dtype == torch.long
+        assert (a32 @ a32.T).dtype == torch.float32  # autocast is off inside
+    with bf16(), fp32_region(a, enabled=False) as (same,):
+        assert same is a and (same.float() @ same.float().T).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize('fp32', [True, False])
+def test_gan_and_pixel_losses(fp32):
+    logits = torch.randn(2, 1, 30, 30).bfloat16()
+    gan, l1 = GANLoss(fp32=fp32), L1Loss(fp32=fp32)
+    with bf16():
+        d = gan.discriminator_loss(logits, -logits)
+        g = gan.generator_loss(logits, step=0)
+        r = l1(logits, -logits)
+    want = torch.float32 if fp32 else torch.bfloat16
+    assert d.dtype == want and g.dtype == want
+    assert r.dtype == torch.float32  # fp32=False: autocast's own choice (l1_loss is fp32-listed)
+    ref = gan.discriminator_loss(logits.float(), -logits.float())
+    assert torch.allclose(d.float(), ref, rtol=1e-2)
+
+
+@pytest.mark.parametrize('fp32', [True, False])
+def test_quantizer_distances(fp32):
+    torch.manual_seed(0)
+    q = VectorQuantizer(codebook_size=64, embed_dim=8, fp32=fp32)
+    z = torch.randn(2, 8, 4, 4)
+    with bf16():
+        out = q(z)
+    exact = q(z).d  # outside autocast
+    if fp32:
+        assert out.d.dtype == torch.float32 and torch.equal(out.d, exact)
+    else:  # the z.e product ran in bf16: ~2-3 significant digits
+        assert not torch.equal(out.d.float(), exact)
+        assert torch.allclose(out.d.float(), exact, atol=0.05)
+
+
+def test_stlpips_fp32_flag_matches_float32():
+    torch.manual_seed(0)
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    ref = STLPIPS(net='alex').distance(x, y)
+    with bf16():
+        exact = STLPIPS(net='alex', fp32=True).distance(x, y)
+        fast = STLPIPS(net='alex', fp32=False).distance(x, y)
+    torch.testing.assert_close(exact, ref)
+    assert exact.dtype == fast.dtype == torch.float32
+    assert torch.allclose(fast, ref, rtol=0.1) and not torch.equal(fast, ref)
+
+
+def test_lpips_without_weight_files():
+    """pretrained_source='none': random VGG trunk and heads, same graph (benchmarks only)."""
+    from gear.models.losses import LPIPS
+    torch.manual_seed(0)
+    loss = LPIPS(pretrained_source='none')
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert loss(x, x).item() == 0.0 and loss(x, -x).item() > 0
+    with pytest.raises(ValueError, match="pretrained_source.*'hub'"):
+        LPIPS(pretrained_source='hub')

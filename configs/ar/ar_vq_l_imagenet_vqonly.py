@@ -18,4 +18,4 @@ model = dict(
     teachers={{_base_.teachers}},
     prior=dict(ar={{_base_.ar}}, align_depth=8),
 )
-optim_wrapper = dict(prior=dict(type='AmpOptimWrapper', dtype='bfloat16'))
+optim_wrapper = dict(prior=dict(type='GearAmpOptimWrapper', dtype='bfloat16', optimizer=dict(type='FusedAdamW')))

@@ -1,8 +1,8 @@
 # Stage 1, GEAR joint, reference recipe (REFERENCE.md): VQ-16 tokenizer + PatchGAN + LlamaGen
 # GPT-L (+ REPA projector) on ImageNet 256 px, DINOv2 ViT-B/14 teacher, tau 0.1, lambda 0.5,
 # lambda_ar 0.5, D = 8, global batch 256, AdamW 1e-4 for every group, EMA 0.9999, 400k steps, bf16.
-#   python tools/train.py configs/gear/gear_vq_l_imagenet.py   (multi-GPU: torchrun ... --launcher pytorch,
-#   once per-module DDP lands; see README)
+#   torchrun --nproc_per_node 8 tools/train.py configs/gear/gear_vq_l_imagenet.py --launcher pytorch
+#   (DDP per module; DeepSpeed ZeRO-1/2: --cfg-options deepspeed_cfg.zero_stage=2)
 # Starts from stage 0 (configs/tokenizer/tokenizer_vq16_imagenet.py). To start from the released
 # Warmup-VQ instead: --cfg-options model.init_from=None model.tokenizer_init=vq-with-gan.pt
 _base_ = [
@@ -26,8 +26,8 @@ model = dict(
     lambda_align=0.5,
     lambda_ar=0.5,
 )
-_adamw = dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8)
-_group = dict(type='AmpOptimWrapper', dtype='bfloat16', optimizer=_adamw, clip_grad=dict(max_norm=1.0))
+_adamw = dict(type='FusedAdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8)
+_group = dict(type='GearAmpOptimWrapper', dtype='bfloat16', optimizer=_adamw, clip_grad=dict(max_norm=1.0))
 optim_wrapper = dict(tokenizer=_group, discriminator=_group, prior=_group)
 custom_hooks = [
     dict(type='RNGStateHook'),

@@ -1,6 +1,6 @@
 # Stage 0, reference recipe (REFERENCE.md): LlamaGen VQ-16 warmed up on ImageNet 256 px from the
 # public LlamaGen tokenizer weights (which lack a discriminator): recon + LPIPS + GAN fine-tuning,
-# global batch 256, AdamW 1e-4, EMA 0.9999, 400k steps, bf16. For 8 GPUs (once per-module DDP lands):
+# global batch 256, AdamW 1e-4, EMA 0.9999, 400k steps, bf16. For 8 GPUs:
 #   torchrun --nproc_per_node 8 tools/train.py configs/tokenizer/tokenizer_vq16_imagenet.py --launcher pytorch
 _base_ = [
     '../_base_/default_runtime.py',
@@ -17,10 +17,10 @@ model = dict(
     gan_loss=dict(type='GANLoss', loss_type='hinge', loss_weight=0.1, disc_start=0),
     ema_decay=0.9999,
 )
-_adamw = dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8)
+_adamw = dict(type='FusedAdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8)
 optim_wrapper = dict(
-    tokenizer=dict(type='AmpOptimWrapper', dtype='bfloat16', optimizer=_adamw),
-    discriminator=dict(type='AmpOptimWrapper', dtype='bfloat16', optimizer=_adamw))
+    tokenizer=dict(type='GearAmpOptimWrapper', dtype='bfloat16', optimizer=_adamw),
+    discriminator=dict(type='GearAmpOptimWrapper', dtype='bfloat16', optimizer=_adamw))
 custom_hooks = [
     dict(type='RNGStateHook'),
     dict(type='CodebookMonitorHook'),

@@ -94,3 +94,18 @@ def test_bad_pipelines_name_the_stage(tmp_path):
     bad.write_text("work_dir = 'w'\nstages = [dict(name='a', config='configs/nope.py')]\n")
     with pytest.raises(FileNotFoundError, match='config not found: configs/nope.py'):
         load_pipeline(str(bad))
+
+
+def test_parallel_stages_stop_at_a_failure_naming_the_stage_and_its_log(tmp_path):
+    from gear.apis.pipeline import Pipeline, Stage, run_pipeline
+    tiny = 'configs/tokenizer/tokenizer_vq_tiny_fashionmnist.py'
+    typo = {'model.tokenizer.quantizer.codebook_sise': 8}  # fails the config check at once
+    pipeline = Pipeline(work_dir=str(tmp_path), stages=[
+        Stage('a', tiny, cfg_options=typo), Stage('b', tiny, cfg_options=typo),
+        Stage('c', tiny, inputs={'model.tokenizer_init': 'a'})])
+    lines = []
+    with pytest.raises(RuntimeError, match=r'stage [ab] failed \(exit 1\); see .*pipeline\.log'):
+        run_pipeline(pipeline, jobs=2, log=lines.append)
+    launched = [line.split()[1] for line in lines if 'threads, log' in line]
+    assert sorted(launched) == ['a', 'b']  # side by side; c never starts
+    assert 'codebook_sise' in (tmp_path / 'a' / 'pipeline.log').read_text()

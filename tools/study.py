@@ -10,6 +10,7 @@ Writes ``study.json``, ``report.md`` and PNG plots in the study's work dir. Comp
 skipped and unfinished ones resume, so rerunning the same command continues where it stopped.
 """
 import argparse
+import json
 import os.path as osp
 import resource
 import shlex
@@ -62,6 +63,11 @@ def main(argv=None) -> None:
     timing = dict(wall_s=round(time.monotonic() - start, 1), jobs=jobs,
                   cpu_s=round(sum(u.ru_utime + u.ru_stime for u in usage), 1),
                   note='this invocation only (stages complete before it are not counted)')
+    previous = osp.join(study.work_dir, 'study.json')
+    if args.report_only and osp.isfile(previous):  # keep the run's own command and timing
+        with open(previous) as f:
+            old = json.load(f)
+        command, timing = old.get('command', command), old.get('timing', timing)
     result = write_report(study, command, timing)
     ref = result['speedup']['gear']['loss_ntp']
     print(f'[study] done in {time.monotonic() - start:.0f} s: {osp.join(study.work_dir, "report.md")}')

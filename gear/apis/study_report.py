@@ -20,6 +20,7 @@ from .study import REFERENCE_VARIANT, WARMUP, Study, ar_name, stage1_name
 from .summary import read_scalars
 
 AR_KEYS = ('prior/loss_ntp', 'prior/loss_align')
+COLLAPSED_USAGE = 0.05  # fraction of the codebook used in a logging window
 STAGE1_KEYS = ('codebook/tokenizer/usage', 'codebook/tokenizer/perplexity',
                'assign/natural_entropy', 'assign/soft_entropy', 'tokenizer/loss_recon',
                'prior/loss_ntp')
@@ -208,15 +209,29 @@ def markdown(result: dict, study: Study, command: str) -> str:
                      f"{_fmt(a.get('target'))} | {_fmt(a.get('final'))} | "
                      f"{a.get('steps') or 'not reached'} / {a.get('baseline_steps')} |")
     lines += ['', '## Ablations (stage 1 variants; fresh AR on each tokenizer)', '',
-              '| variant | options | NTP speed-up | align speed-up | stage-1 final usage | '
-              'final natural entropy | final soft entropy |', '|---|---|---|---|---|---|---|']
+              'A speed-up on a collapsed codebook (stage-1 usage below '
+              f'{COLLAPSED_USAGE}) is marked: its AR predicts a near-constant token sequence, '
+              'which is no speed-up at all.', '',
+              '| variant | options | NTP speed-up | align speed-up | final NTP (first seed) | '
+              'stage-1 final usage | final natural entropy | final soft entropy |',
+              '|---|---|---|---|---|---|---|---|']
+    ars = result['ar_curves']
     for variant, opts in study.variants.items():
         c = result['stage1_curves'][variant][min(result['stage1_curves'][variant])]
         last = lambda k: c[k][-1] if c['step'] else None  # noqa: E731
-        lines.append(f"| {variant} | `{opts or 'reference'}` | {_speedup_cell(sp[variant]['loss_ntp'])} | "
+        usage = last('codebook/tokenizer/usage')
+        flag = (f' (collapsed: usage {usage:.3f})'
+                if usage is not None and usage < COLLAPSED_USAGE else '')
+        ar = ars[variant][min(ars[variant])]
+        lines.append(f"| {variant} | `{opts or 'reference'}` | "
+                     f"{_speedup_cell(sp[variant]['loss_ntp'])}{flag} | "
                      f"{_speedup_cell(sp[variant]['loss_align'])} | "
-                     f"{_fmt(last('codebook/tokenizer/usage'))} | "
+                     f"{_fmt(ar['prior/loss_ntp'][-1] if ar['step'] else None)} | {_fmt(usage)} | "
                      f"{_fmt(last('assign/natural_entropy'))} | {_fmt(last('assign/soft_entropy'))} |")
+    base = ars['baseline'][min(ars['baseline'])]
+    if base['step']:
+        lines.append(f"| baseline | warm-up tokenizer | 1 (reference) | 1 (reference) | "
+                     f"{_fmt(base['prior/loss_ntp'][-1])} | | | |")
     if result['evaluation']:
         cols = sorted({k for ev in result['evaluation'].values() for k in ev if k != 'results'})
         lines += ['', '## Evaluation (EMA weights; tokenizer metrics are of the AR\'s frozen '

@@ -40,10 +40,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     pipeline = load_pipeline(args.pipeline, args.work_dir)
     if args.dry_run:
-        for stage in pipeline.stages:
-            state = 'complete' if pipeline.is_complete(stage.name) else 'to run'
-            print(f'{stage.name} [{state}] after {stage.depends_on or "-"}:\n  '
-                  + ' '.join(pipeline.train_command(stage, args.cfg_options)))
+        print(pipeline.plan(args.cfg_options))
         return
     try:
         run_pipeline(pipeline, only=args.stages, extra=args.cfg_options, jobs=args.jobs)

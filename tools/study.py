@@ -43,10 +43,7 @@ def main(argv=None) -> None:
     pipeline = study.pipeline()
     jobs = args.jobs or study.jobs
     if args.dry_run:
-        for stage in pipeline.stages:
-            state = 'complete' if pipeline.is_complete(stage.name) else 'to run'
-            print(f'{stage.name} [{state}] after {stage.depends_on or "-"}:\n  '
-                  + ' '.join(pipeline.train_command(stage, args.cfg_options)))
+        print(pipeline.plan(args.cfg_options))
         return
     start = time.monotonic()
     try:

@@ -64,6 +64,13 @@ class Pipeline:
         opts = {key: self.final_weights(src) for key, src in stage.inputs.items()}
         return {**opts, **stage.cfg_options, **(extra or {})}
 
+    def plan(self, extra: Optional[Dict[str, object]] = None) -> str:
+        """What ``--dry-run`` prints: each stage's state, dependencies and command."""
+        return '\n'.join(
+            f'{s.name} [{"complete" if self.is_complete(s.name) else "to run"}] after '
+            f'{s.depends_on or "-"}:\n  ' + ' '.join(self.train_command(s, extra))
+            for s in self.stages)
+
     def train_command(self, stage: Stage, extra: Optional[Dict[str, object]] = None) -> List[str]:
         cmd = [osp.join(REPO, 'tools', 'train.py'), _abs(stage.config), '--work-dir',
                self.stage_dir(stage.name), '--resume']

@@ -14,16 +14,8 @@ from gear.engine.distributed import GearDistributedDataParallel, average_over_ra
 from gear.engine.zero import GearDeepSpeedWrapper
 from gear.registry import MODELS
 
-TINY = dict(
-    type='TokenizerWarmup',
-    tokenizer=dict(type='VQTokenizer', ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=8,
-                   quantizer=dict(type='VectorQuantizer', codebook_size=16, embed_dim=4)),
-    discriminator=dict(type='PatchGANDiscriminator', base_channels=8, num_layers=2),
-    recon_loss=dict(type='L1Loss'),
-    gan_loss=dict(type='GANLoss', loss_type='hinge', loss_weight=0.1, disc_start=0),
-    ema_decay=0.9)
-_adam = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-2))
-OPTIM = dict(constructor='ModuleOptimWrapperConstructor', tokenizer=_adam, discriminator=_adam)
+from ..models.test_tokenizer_warmup import OPTIM, TINY
+
 
 
 @pytest.fixture(scope='module')

@@ -1,8 +1,8 @@
 """Check a config before anything is built, so a typo fails in a second, naming its key.
 
 Checked: every ``type`` resolves in some registry; every key of a typed dict is an argument of
-that class (unless it takes ``**kwargs``); model and dataset components get every required
-argument; the data resolution is a multiple of the tokenizer's downsampling factor.
+that class (unless it takes ``**kwargs``) or one of its ``builder_args``; model and dataset
+components get every required argument; the data resolution is a multiple of the tokenizer's downsampling factor.
 """
 import difflib
 import inspect
@@ -75,6 +75,7 @@ def _check_arguments(path: str, cfg: dict, obj) -> None:
         return
     takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
     accepted = [n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    accepted += list(getattr(obj, 'builder_args', ()))  # keys the parent's builder takes out
     if not takes_kwargs:
         for key in cfg:
             if key not in ('type', '_delete_') and key not in accepted:

@@ -65,10 +65,23 @@ class Prior(nn.Module):
 
 
 def build_teachers(teachers: Dict[str, dict]) -> nn.ModuleDict:
-    """Frozen alignment teachers by name (each an ALIGN_ENCODERS config)."""
+    """Frozen alignment teachers by name (each an ALIGN_ENCODERS config).
+
+    A config may add ``cache_dir``: the teacher's feature maps are then cached on disk there.
+    """
     if not teachers:
         raise ValueError('teachers: give at least one, e.g. dict(effnet=dict(type=...))')
-    return nn.ModuleDict({name: ALIGN_ENCODERS.build(cfg) for name, cfg in teachers.items()})
+    built = nn.ModuleDict()
+    for name, cfg in teachers.items():
+        cfg = dict(cfg)
+        cache_dir = cfg.pop('cache_dir', None)
+        built[name] = ALIGN_ENCODERS.build(cfg)
+        if cache_dir:
+            if not hasattr(built[name], 'use_cache'):
+                raise TypeError(f'teachers.{name}.cache_dir: {type(built[name]).__name__} is '
+                                'not a BaseTeacher and has no feature cache')
+            built[name].use_cache(cache_dir)
+    return built
 
 
 class PriorPhaseMixin:

@@ -64,3 +64,13 @@ def test_unknown_hook_type_in_a_list():
     cfg.custom_hooks.append(dict(type='NoSuchHook'))
     with pytest.raises(ConfigError, match=r'^custom_hooks\[\d+\]\.type:'):
         check_config(cfg)
+
+
+def test_a_teachers_cache_dir_passes_and_its_typo_names_the_key():
+    cfg = Config.fromfile(osp.join(REPO, 'configs/ar/ar_vq_tiny_fashionmnist_vqonly.py'))
+    cfg.merge_from_dict({'model.teachers.effnet.cache_dir': 'work_dirs/teacher_cache'})
+    check_config(cfg)
+    cfg.merge_from_dict({'model.teachers.effnet.cache_dri': 'work_dirs/teacher_cache'})
+    with pytest.raises(ConfigError, match=r"^model\.teachers\.effnet\.cache_dri: .*did you mean "
+                                          r"'cache_dir'"):
+        check_config(cfg)

@@ -14,6 +14,9 @@ Steps (``BaseTeacher.forward``):
 4. optional per-channel spatial z-score of the target (REFERENCE.md: used for the non-DINO
    teachers): every channel gets zero mean and unit std over the N positions of each image.
 
+Steps 1-2 can be read from an on-disk cache (``cache_dir=`` in a teacher's config, see
+``feature_cache.py``) when the input carries no gradient.
+
 Teachers are ``FrozenNet``s: eval mode, no weight gradients, absent from the owner's
 ``state_dict``. ``forward`` is not wrapped in ``no_grad``: with an input that does not require
 grad no graph is built, and one that does gets its gradient (the weights never do).
@@ -24,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gear.models.align.feature_cache import TeacherFeatureCache
 from gear.utils.frozen import FrozenNet
 
 
@@ -57,6 +61,8 @@ class BaseTeacher(FrozenNet):
     """
 
     feature_dim: int
+    feature_cache = None  # a TeacherFeatureCache, set by ``use_cache``
+    builder_args = ('cache_dir',)  # config keys ``build_teachers`` takes out (config_check)
 
     def __init__(self, image_size: int, grid_size: int, mean: Sequence[float],
                  std: Sequence[float], zscore: bool = False):
@@ -88,9 +94,20 @@ class BaseTeacher(FrozenNet):
         """Preprocessed images (B, 3, S, S) -> feature map (B, C, h, w)."""
         raise NotImplementedError
 
+    def use_cache(self, cache_dir: str) -> 'BaseTeacher':
+        """Read and write this teacher's feature maps under ``cache_dir`` (see feature_cache.py)."""
+        self.feature_cache = TeacherFeatureCache(cache_dir)
+        return self
+
+    def feature_map(self, x: Tensor) -> Tensor:
+        """Images in [-1, 1] (B, 3, H, W) -> the network's map (B, C, h, w), cached if asked."""
+        if self.feature_cache is None or x.requires_grad:
+            return self.extract(self.preprocess(x))
+        return self.feature_cache.lookup(self, x, lambda xs: self.extract(self.preprocess(xs)))
+
     def forward(self, x: Tensor) -> Tensor:
         """Images in [-1, 1] (B, 3, H, W) -> patch features (B, grid_size ** 2, feature_dim)."""
-        feat = resample_grid(self.extract(self.preprocess(x)), self.grid_size)  # (B, C, g, g)
+        feat = resample_grid(self.feature_map(x), self.grid_size)  # (B, C, g, g)
         feat = feat.flatten(2).transpose(1, 2)  # (B, N, C), row-major over (g, g)
         return spatial_zscore(feat) if self.zscore else feat
 

@@ -18,7 +18,12 @@ variants = {
     'lambda_0': {'model.lambda_align': 0.0},  # joint training with no alignment guidance
 }
 variant_seeds = {'st_end_to_end': [0], 'tau_1': [0], 'tau_0.01': [0], 'lambda_0': [0]}
-stage_options = dict(warmup={}, stage1={}, ar={})  # e.g. ar={'train_cfg.max_iters': 600}
+# Every run of the study reads the same Fashion-MNIST images (each seed its own order), so the
+# teacher's features are computed once and read back (gear/models/align/feature_cache.py: exact,
+# per teacher; about 2.4 GB here): the teacher is 2/3 of a CPU AR step. Other options, e.g.
+# ar={'train_cfg.max_iters': 600}, go to every stage of that kind.
+_cache = {'model.teachers.effnet.cache_dir': '{work_dir}/teacher_cache'}
+stage_options = dict(warmup={}, stage1=_cache, ar=_cache)
 jobs = 2
 # After training: the seed-0 AR of every arm (its final.pth holds its frozen tokenizer) as the
 # pipeline evaluates it: FID of 10 x 20 samples against 500 test images, the tokenizer's PSNR /

@@ -14,6 +14,9 @@ For every variant and each of its seeds: ``{variant}_s{seed}`` (stage 1) then
 ``randomness.seed`` and so the AR's initialisation and the data order, which are therefore the
 same for every arm of one seed; the step budget is the ``ar`` config's for all of them.
 
+``stage_options`` adds ``--cfg-options`` to every stage of a kind; ``{work_dir}`` in a string
+value becomes the study's work dir (e.g. a teacher feature cache shared by all its runs).
+
 The study is an ordinary ``Pipeline`` (complete stages skipped, unfinished ones resumed, several
 at once with ``jobs``); ``gear.apis.study_report`` turns its logs into ``study.json``, plots and
 ``report.md``.
@@ -62,7 +65,7 @@ class Study:
     def pipeline(self) -> Pipeline:
         """The study's stages, stage-1 runs first so the longest chains start early."""
         opts = lambda kind, seed, extra=None: {  # noqa: E731
-            **self.stage_options.get(kind, {}), 'randomness.seed': seed, **(extra or {})}
+            **self.kind_options(kind), 'randomness.seed': seed, **(extra or {})}
         stages = [Stage(WARMUP, self.warmup, cfg_options=opts('warmup', 0))]
         for variant, extra in self.variants.items():
             for seed in self.variant_seeds[variant]:
@@ -77,6 +80,11 @@ class Study:
         evaluate = {k: v for k, v in self.evaluate.items() if k != 'seeds'}
         return Pipeline(work_dir=self.work_dir, stages=stages, source=self.source,
                         evaluate=dict(evaluate, stages=self.evaluated_stages()))
+
+    def kind_options(self, kind: str) -> Dict[str, object]:
+        """``stage_options[kind]`` with ``{work_dir}`` in string values filled in."""
+        return {k: v.replace('{work_dir}', self.work_dir) if isinstance(v, str) else v
+                for k, v in self.stage_options.get(kind, {}).items()}
 
     def evaluated_stages(self) -> List[str]:
         """AR stages evaluated after training: ``evaluate.seeds`` (default: the first seed) of

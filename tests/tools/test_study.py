@@ -55,6 +55,14 @@ def test_every_arm_and_seed_trains_and_the_report_is_written(ran):
     assert result['evaluation']['gear_s0_ar']['psnr'] > 0
 
 
+def test_every_run_of_a_seed_reads_the_same_teacher_features(ran):
+    """Stage 1 and AR runs of one seed see the same images in the same order, so the shared
+    teacher cache holds each seed's 4 x 8 training images and the 16 validation images once."""
+    work_dir, _, _ = ran
+    entries = list((work_dir / 'teacher_cache').rglob('*.npy'))
+    assert len(entries) == 2 * 4 * 8 + 16
+
+
 def test_speedups_follow_from_the_logged_curves(ran):
     work_dir, _, result = ran
     for seed in (0, 1):
@@ -91,12 +99,16 @@ def test_every_stage_of_the_shipped_studies_passes_the_config_check(name, repo_r
     from mmengine.config import Config
 
     from gear.engine import check_config
-    pipeline = load_study(osp.join(repo_root, f'configs/studies/{name}.py')).pipeline()
+    study = load_study(osp.join(repo_root, f'configs/studies/{name}.py'))
+    pipeline = study.pipeline()
     assert len(pipeline.stages) == 1 + 2 * (3 + 4) + 3  # warm-up, 7 stage-1 runs + ARs, baselines
     for stage in pipeline.stages:
         cfg = Config.fromfile(osp.join(repo_root, stage.config))
         cfg.merge_from_dict(pipeline.options(stage))
         check_config(cfg)
+        cache = cfg.model.get('teachers', {}).get('effnet', {}).get('cache_dir')
+        if name == 'gear_vq_tiny_fashionmnist' and stage.name != 'warmup':
+            assert cache == osp.join(study.work_dir, 'teacher_cache')  # {work_dir} filled in
 
 
 @pytest.mark.parametrize('text, message', [

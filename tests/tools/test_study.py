@@ -94,21 +94,26 @@ def test_speedup_arithmetic():
     assert s['n'] == 2 and s['mean'] == 3.0 and abs(s['std'] - 2 ** 0.5) < 1e-12
 
 
-@pytest.mark.parametrize('name', ['gear_vq_tiny_fashionmnist', 'gear_vq_b_imagenet128'])
-def test_every_stage_of_the_shipped_studies_passes_the_config_check(name, repo_root):
+@pytest.mark.parametrize('name, stage1_runs, seeds', [
+    ('gear_vq_tiny_fashionmnist', 7, 3), ('gear_vq_b_imagenet128', 7, 3),
+    ('gear_vq_tiny_fashionmnist_budget', 2, 1)])
+def test_every_stage_of_the_shipped_studies_passes_the_config_check(name, stage1_runs, seeds,
+                                                                    repo_root):
     from mmengine.config import Config
 
     from gear.engine import check_config
     study = load_study(osp.join(repo_root, f'configs/studies/{name}.py'))
     pipeline = study.pipeline()
-    assert len(pipeline.stages) == 1 + 2 * (3 + 4) + 3  # warm-up, 7 stage-1 runs + ARs, baselines
+    assert len(pipeline.stages) == 1 + 2 * stage1_runs + seeds  # warm-up, stage 1 + AR, baselines
     for stage in pipeline.stages:
         cfg = Config.fromfile(osp.join(repo_root, stage.config))
         cfg.merge_from_dict(pipeline.options(stage))
         check_config(cfg)
         cache = cfg.model.get('teachers', {}).get('effnet', {}).get('cache_dir')
-        if name == 'gear_vq_tiny_fashionmnist' and stage.name != 'warmup':
+        if name.startswith('gear_vq_tiny_fashionmnist') and stage.name != 'warmup':
             assert cache == osp.join(study.work_dir, 'teacher_cache')  # {work_dir} filled in
+        if name.endswith('_budget') and stage.name in ('gear_s0', 'lambda_0_s0'):
+            assert cfg.train_cfg.max_iters == 900  # the variant's budget reaches its stage
 
 
 @pytest.mark.parametrize('text, message', [

@@ -95,12 +95,14 @@ class TeacherFeatureCache:
         if missing:
             maps = compute(x[missing])  # (M, C, h, w)
             meta = meta or self._write_meta(ns, teacher, maps)
+            stored = maps.detach().to('cpu', torch.float32)  # one copy; exact for bf16 / fp16
             for j, i in enumerate(missing):
                 out[i] = maps[j]
-                self._write(paths[i], maps[j])
-        dtype = _DTYPES[meta['dtype']]
-        for i, arr in found.items():
-            out[i] = torch.from_numpy(arr).to(x.device, dtype)
+                self._write(paths[i], stored[j].numpy())
+        if found:
+            idx = sorted(found)
+            read = torch.from_numpy(np.stack([found[i] for i in idx]))  # (F, C, h, w) float32
+            out.update(zip(idx, read.to(x.device, _DTYPES[meta['dtype']])))  # one copy
         self.hits += len(found)
         self.misses += len(missing)
         return torch.stack([out[i] for i in range(len(keys))])  # (B, C, h, w)
@@ -145,8 +147,8 @@ class TeacherFeatureCache:
                                'recompute it')
         return arr
 
-    def _write(self, path: str, feat: Tensor) -> None:
-        arr = feat.detach().to('cpu', torch.float32).numpy()  # (C, h, w), exact for bf16 / fp16
+    def _write(self, path: str, arr: np.ndarray) -> None:
+        """One entry: a (C, h, w) float32 map."""
         self._atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
 
     def _atomic_write(self, path: str, write: Callable) -> None:

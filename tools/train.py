@@ -19,6 +19,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from gear.engine import check_config  # noqa: E402
 from gear.engine.config_check import ConfigError  # noqa: E402
 from gear.registry import RUNNERS  # noqa: E402
+from gear.utils.distributed import describe_collective_error  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +65,14 @@ def main(argv=None) -> None:
         sys.exit(f'config error in {args.config}: {e}')
     cfg.setdefault('runner_type', 'GearRunner')
     runner = RUNNERS.build(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except Exception as e:  # a failed collective: say which rank, which operation, where
+        note = describe_collective_error(e)
+        if note is None:
+            raise
+        runner.logger.error(note)
+        raise RuntimeError(note) from e
 
 
 if __name__ == '__main__':

@@ -24,8 +24,9 @@ custom_hooks = [
     dict(type='ExportWeightsHook'),  # {work_dir}/final.pth: what the next stage starts from
 ]
 
+# dist_cfg.timeout (s): a collective that some rank never reaches fails the run after this long
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-               dist_cfg=dict(backend='nccl'))
+               dist_cfg=dict(backend='nccl', timeout=1800))
 randomness = dict(seed=0, deterministic=False)
 
 vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]

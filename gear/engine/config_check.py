@@ -2,7 +2,8 @@
 
 Checked: every ``type`` resolves in some registry; every key of a typed dict is an argument of
 that class (unless it takes ``**kwargs``) or one of its ``builder_args``; model and dataset
-components get every required argument; the data resolution is a multiple of the tokenizer's downsampling factor.
+components get every required argument; the data resolution is a multiple of the tokenizer's downsampling factor;
+``sync_bn`` and ``env_cfg.dist_cfg.timeout`` have usable values.
 """
 import difflib
 import inspect
@@ -96,6 +97,19 @@ def _downsample_factor(tokenizer_cfg: Optional[dict]) -> Optional[int]:
     return 2 ** (len(ch_mult) - 1) if ch_mult else None  # one 2x down-sampling per extra level
 
 
+def _check_distributed(cfg_dict: dict) -> None:
+    """``sync_bn`` names an implementation; ``env_cfg.dist_cfg.timeout`` is a positive number."""
+    sync_bn = cfg_dict.get('sync_bn')
+    if sync_bn is not None and sync_bn not in ('gear', 'torch'):
+        raise ConfigError(f"sync_bn: {sync_bn!r} is not an implementation; use 'gear' (any "
+                          "device, gloo included) or 'torch' (GPUs)")
+    timeout = ((cfg_dict.get('env_cfg') or {}).get('dist_cfg') or {}).get('timeout')
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or timeout <= 0):
+        raise ConfigError(f'env_cfg.dist_cfg.timeout: {timeout!r}; give the collective timeout '
+                          'in seconds (a positive number)')
+
+
 def check_config(cfg: Config) -> None:
     """Raise :class:`ConfigError` naming the first wrong key of ``cfg``; return None if fine."""
     cfg_dict = cfg.to_dict() if isinstance(cfg, (Config, ConfigDict)) else dict(cfg)
@@ -112,6 +126,7 @@ def check_config(cfg: Config) -> None:
             raise ConfigError(f'{path}.type: {type_!r} is not registered in any gear or '
                               f'mmengine registry{hint}')
         _check_arguments(path, node, obj)
+    _check_distributed(cfg_dict)
     factor = _downsample_factor(cfg_dict['model'].get('tokenizer'))
     if factor:
         for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from gear.registry import MODEL_WRAPPERS
+from gear.utils.distributed import ddp_process_group
 
 
 def average_over_ranks(log_vars: Dict[str, object]) -> Dict[str, object]:
@@ -133,8 +134,8 @@ class GearDistributedDataParallel(GearModelWrapper):
         find_unused_parameters (bool): passed to each DDP; True only if a phase leaves some of
             its module's parameters without gradient (costs one graph traversal per step).
         broadcast_buffers (bool): DDP's buffer broadcast from rank 0 at every forward (off:
-            batch-norm running statistics stay per rank; ``sync_bn='torch'`` on GPUs gives global
-            batch statistics).
+            batch-norm running statistics stay per rank; the runner's ``sync_bn='gear'``, or
+            ``'torch'`` on GPUs, gives global batch statistics).
         average_log_vars (bool): see ``GearModelWrapper``.
         **ddp_kwargs: other ``DistributedDataParallel`` arguments (``bucket_cap_mb``, ...).
     """
@@ -143,6 +144,7 @@ class GearDistributedDataParallel(GearModelWrapper):
                  broadcast_buffers: bool = False, average_log_vars: bool = False, **ddp_kwargs):
         super().__init__(module, average_log_vars)
         ddp_kwargs.pop('device_ids', None)  # chosen per module below
+        ddp_kwargs.setdefault('process_group', ddp_process_group())  # see gear.utils.distributed
         for name, child in self.trainable_modules().items():
             self.install(name, DistributedDataParallel(
                 child, device_ids=local_device_ids(child),

@@ -9,7 +9,14 @@
 - ``--resume`` picks the newest complete checkpoint in the work dir, even if ``last_checkpoint``
   is stale or points to a file that is gone.
 - On a machine without CUDA, ``--launcher pytorch`` initialises a gloo process group itself
-  (mmengine's launcher calls ``torch.cuda.set_device`` unconditionally).
+  (mmengine's launcher calls ``torch.cuda.set_device`` unconditionally), with the timeout of
+  ``env_cfg.dist_cfg.timeout``.
+- Collectives run on every rank or on none: mmengine calls ``before_save_checkpoint`` on rank
+  0 only, so ``save_checkpoint`` first calls the hooks' ``before_save_checkpoint_all_ranks``
+  on every rank (where ``LogSyncHook`` flushes its window).
+- ``sync_bn`` ('gear' on any device, 'torch' on GPUs) synchronises the BatchNorm statistics of
+  the trainable modules (the discriminator) over ranks; without it each rank normalises with
+  its own batch.
 - Multi-process runs wrap the model per trainable module: ``model_wrapper_cfg`` (default
   ``GearDistributedDataParallel``) or, when the config has ``deepspeed_cfg``
   (``configs/_base_/strategies/zero*.py``), ``GearDeepSpeedWrapper`` with one engine per
@@ -25,6 +32,8 @@ from typing import Optional
 
 import torch
 import torch.distributed as dist
+from mmengine.config import Config
+from mmengine.device import get_device
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
@@ -32,6 +41,8 @@ from mmengine.runner import Runner
 from gear.models.tokenizer_warmup import gathered
 from gear.registry import MODEL_WRAPPERS, RUNNERS
 from gear.utils.checkpoint import atomic_write_bytes, load_file, load_state_dict_strict
+from gear.utils.distributed import broadcast_coalesced, init_process_group, set_timeout
+from gear.utils.sync_batchnorm import convert_sync_batchnorm
 
 from .zero import GearDeepSpeedWrapper, engine_dir
 
@@ -76,31 +87,84 @@ def prune_engine_dirs(work_dir: str) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+class FinalConfig(Config):
+    """A runner's config, whose ``pretty_text`` is formatted once.
+
+    mmengine formats the whole config with yapf for the log, the dumped file, the visualiser
+    and the ``meta`` of every checkpoint: seven times per run, 0.36 s each for a tiny GEAR
+    config on a CPU. A runner's config no longer changes once the runner is built, so the text
+    is kept after the first call.
+    """
+
+    @property
+    def pretty_text(self) -> str:
+        text = self.__dict__.get('_pretty_text_cache')
+        if text is None:
+            text = super().pretty_text
+            object.__setattr__(self, '_pretty_text_cache', text)
+        return text
+
+
 @RUNNERS.register_module()
 class GearRunner(Runner):
     """mmengine ``Runner`` with atomic checkpoints, strict loading and CPU process groups."""
 
+    @classmethod
+    def from_cfg(cls, cfg) -> 'GearRunner':
+        if isinstance(cfg, Config) and not isinstance(cfg, FinalConfig):
+            final = FinalConfig.__new__(FinalConfig)
+            for key, value in cfg.__dict__.items():
+                object.__setattr__(final, key, value)
+            cfg = final
+        return super().from_cfg(cfg)
+
     def setup_env(self, env_cfg: dict) -> None:
+        """``env_cfg.dist_cfg.timeout`` (seconds) bounds every collective; on a machine without
+        CUDA, ``--launcher pytorch`` starts a gloo process group here."""
+        timeout = (env_cfg.get('dist_cfg') or {}).get('timeout')
+        set_timeout(timeout)
         if self._launcher == 'pytorch' and not torch.cuda.is_available() and not dist.is_initialized():
-            dist.init_process_group(backend='gloo')
+            init_process_group('gloo', timeout)
         super().setup_env(env_cfg)
 
     def wrap_model(self, model_wrapper_cfg, model):
-        """``deepspeed_cfg`` (a strategies/zero*.py fragment) selects ``GearDeepSpeedWrapper``."""
+        """One process: the model as it is. Several: ``sync_bn`` ('gear': any device; 'torch':
+        GPUs) converts the BatchNorm layers of the modules the model steps, then the model is
+        wrapped per trainable module: ``model_wrapper_cfg`` (default
+        ``GearDistributedDataParallel``) or, with ``deepspeed_cfg`` (a strategies/zero*.py
+        fragment), ``GearDeepSpeedWrapper``."""
+        if is_model_wrapper(model):
+            return model
+        model = model.to(get_device())
         deepspeed_cfg = self.cfg.get('deepspeed_cfg')
-        if deepspeed_cfg is not None and not is_model_wrapper(model):
-            if not self.distributed:
+        if not self.distributed:
+            if deepspeed_cfg is not None:
                 self.logger.warning('deepspeed_cfg is ignored in a single-process run; launch '
                                     'with torchrun ... --launcher pytorch to use ZeRO')
-            else:
-                batch = self.cfg.get('train_dataloader', {}).get('batch_size', 1)
-                model_wrapper_cfg = {'micro_batch_size': batch, **deepspeed_cfg,
-                                     'type': 'GearDeepSpeedWrapper'}
-        wrapper_type = (model_wrapper_cfg or {}).get('type')
-        if wrapper_type in MODEL_WRAPPERS.module_dict:
-            # mmengine's wrap_model looks the type up in its root registry: name gear's scope
-            model_wrapper_cfg = dict(model_wrapper_cfg, type=f"gear.{model_wrapper_cfg['type']}")
-        return super().wrap_model(model_wrapper_cfg, model)
+            return model
+        sync_bn = self.cfg.get('sync_bn')
+        if sync_bn is not None:
+            if sync_bn == 'torch' and next(model.parameters()).device.type == 'cpu':
+                raise ValueError("sync_bn='torch': torch's SyncBatchNorm runs on GPUs only; use "
+                                 "sync_bn='gear' on a CPU (gloo) run")
+            for name in model.train_module_names:
+                convert_sync_batchnorm(getattr(model, name), sync_bn)
+            self.logger.info(f'sync_bn={sync_bn!r}: BatchNorm statistics of '
+                             f'{list(model.train_module_names)} over all ranks')
+        if deepspeed_cfg is not None:
+            batch = self.cfg.get('train_dataloader', {}).get('batch_size', 1)
+            model_wrapper_cfg = {'micro_batch_size': batch, **deepspeed_cfg,
+                                 'type': 'GearDeepSpeedWrapper'}
+        model_wrapper_cfg = dict(model_wrapper_cfg or dict(type='GearDistributedDataParallel'))
+        return MODEL_WRAPPERS.build(model_wrapper_cfg, default_args=dict(module=model))
+
+    def _init_model_weights(self) -> None:
+        """mmengine's, with rank 0's weights sent in a few coalesced broadcasts (mmengine sends
+        every state-dict entry on its own)."""
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        if hasattr(model, 'init_weights'):
+            model.init_weights()
+            broadcast_coalesced(model.state_dict().values())
 
     @property
     def deepspeed_wrapper(self) -> Optional[GearDeepSpeedWrapper]:
@@ -108,8 +172,12 @@ class GearRunner(Runner):
 
     def save_checkpoint(self, out_dir, filename, file_client_args=None, save_optimizer=True,
                         save_param_scheduler=True, meta=None, by_epoch=True, backend_args=None):
-        """Called on every rank (mmengine's own save runs on rank 0 only); under DeepSpeed every
-        rank first writes its engine shards, then rank 0 writes the whole state dict."""
+        """Called on every rank (mmengine's own save runs on rank 0 only). Every rank first runs
+        the hooks' ``before_save_checkpoint_all_ranks`` (collectives such as the log flush
+        belong there: mmengine's ``before_save_checkpoint`` runs on rank 0 alone); under
+        DeepSpeed every rank then writes its engine shards; then rank 0 writes the whole state
+        dict."""
+        self.call_hook('before_save_checkpoint_all_ranks')
         if backend_args is None and file_client_args is None and '://' not in str(out_dir):
             backend_args = dict(backend=ATOMIC_BACKEND)
         ds = self.deepspeed_wrapper

@@ -74,3 +74,13 @@ def test_a_teachers_cache_dir_passes_and_its_typo_names_the_key():
     with pytest.raises(ConfigError, match=r"^model\.teachers\.effnet\.cache_dri: .*did you mean "
                                           r"'cache_dir'"):
         check_config(cfg)
+
+
+@pytest.mark.parametrize('options, key', [
+    ({'sync_bn': 'mmcv'}, 'sync_bn'),
+    ({'env_cfg.dist_cfg.timeout': 0}, 'env_cfg.dist_cfg.timeout'),
+    ({'env_cfg.dist_cfg.timeout': '30 min'}, 'env_cfg.dist_cfg.timeout')])
+def test_bad_distributed_settings_name_the_key(options, key):
+    with pytest.raises(ConfigError, match=rf'^{key}: '):
+        check_config(_tiny(**options))
+    check_config(_tiny(**{'sync_bn': 'gear', 'env_cfg.dist_cfg.timeout': 60}))

@@ -2,8 +2,9 @@
 # default of every gear config (default_runtime.py inherits this file).
 #   torchrun --nproc_per_node N tools/train.py CONFIG --launcher pytorch
 # One process: no wrapper at all. GPU: nccl; CPU: gloo (GearRunner starts it).
-# BatchNorm (PatchGAN's default) keeps per-rank statistics unless the experiment sets
-# ``sync_bn = 'torch'`` (GPU only: torch's SyncBatchNorm has no CPU kernel).
+# BatchNorm (PatchGAN's default) normalises each rank's batch with its own statistics unless the
+# experiment sets ``sync_bn = 'gear'`` (statistics over all ranks, any device: gear's
+# SyncBatchNorm) or ``'torch'`` (torch's SyncBatchNorm, GPUs only).
 model_wrapper_cfg = dict(
     type='GearDistributedDataParallel',
     find_unused_parameters=False,  # every phase's loss reaches all of its module's parameters

@@ -88,8 +88,10 @@ class LogSyncHook(Hook):
         return (logger is not None and self.end_of_epoch(runner.train_dataloader, batch_idx)
                 and (not logger.ignore_last or len(runner.train_dataloader) <= logger.interval))
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        self.flush(runner)  # the saved message hub holds every finished step
+    def before_save_checkpoint_all_ranks(self, runner) -> None:
+        """The saved message hub holds every finished step. A collective, so it runs on every
+        rank (``GearRunner.save_checkpoint``), not in ``before_save_checkpoint`` (rank 0 only)."""
+        self.flush(runner)
 
     def after_train(self, runner) -> None:
         self.flush(runner)

@@ -107,3 +107,19 @@ def test_float32_under_autocast():
     with torch.autocast('cpu', dtype=torch.bfloat16):
         out = q(torch.randn(2, 8, 4, 4).bfloat16())
     assert out.d.dtype == torch.float32 and out.z_q.dtype == torch.float32
+
+
+def test_losses_only_in_training_mode(monkeypatch):
+    """A frozen tokenizer (stage 2), validation and evaluation run the quantizer in eval mode:
+    no losses, and the entropy regulariser (a collective across ranks) is never called."""
+    import gear.models.quantizers.vector_quantizer as vq
+    calls = []
+    real = vq.entropy_regularizer
+    monkeypatch.setattr(vq, 'entropy_regularizer', lambda *a, **k: calls.append(1) or real(*a, **k))
+    q = _quantizer(K=32, C=8)
+    z = torch.randn(2, 8, 4, 4)
+    assert set(q.train()(z).losses) == {'loss_codebook', 'loss_commit', 'loss_entropy'}
+    assert len(calls) == 1
+    out = q.eval()(z)
+    assert out.losses == {} and len(calls) == 1
+    assert out.indices.shape == (2, 4, 4) and out.d.shape == (2, 16, 32)  # the read-outs stay

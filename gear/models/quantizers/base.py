@@ -32,19 +32,30 @@ class QuantizerOutput:
     metrics: Dict[str, Tensor] = field(default_factory=dict)
 
 
-def _mean_over_ranks(x: Tensor) -> Tensor:
-    """Differentiable mean of ``x`` over all ranks (identity when not distributed)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        from torch.distributed.nn.functional import all_reduce
-        x = all_reduce(x) / dist.get_world_size()
-    return x
+def mean_over_ranks(x: Tensor) -> Tensor:
+    """Mean of ``x`` over all ranks in value; the gradient flows to this rank's ``x`` only.
+
+    Forward: ``all_reduce(x) / W`` (one collective; every rank must call it). Backward:
+    straight-through to the local ``x``, with no collective. That is the exact gradient under
+    data parallelism: for ``L(mean_r x_r)`` the true gradient w.r.t. rank r's parameters is
+    ``L'(mean) * dx_r / W``; rank r gets ``L'(mean) * dx_r`` here, and DDP / DeepSpeed divide
+    the summed gradients by W. One process with batch W*B and W processes with batch B
+    therefore see the same loss and the same gradients (tests/engine/test_entropy_ranks.py).
+    Identity when not distributed.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    total = x.detach().clone()
+    dist.all_reduce(total)
+    return x + (total / dist.get_world_size() - x).detach()
 
 
 def entropy_regularizer(d: Tensor, temperature: float = 0.01) -> Tensor:
     """Per-sample entropy minus the entropy of the batch-mean assignment (REFERENCE.md).
 
     Low per-sample entropy makes each assignment confident; high batch entropy spreads the
-    assignments over the codebook. The batch mean is taken over all ranks.
+    assignments over the codebook. The batch mean is taken over all ranks
+    (:func:`mean_over_ranks`), so this is a collective: every rank must call it.
 
     Args:
         d: (..., K) distances, lower is closer.
@@ -54,7 +65,7 @@ def entropy_regularizer(d: Tensor, temperature: float = 0.01) -> Tensor:
     probs = logits.softmax(-1)
     log_probs = F.log_softmax(logits + 1e-5, dim=-1)
     sample_entropy = -(probs * log_probs).sum(-1).mean()
-    avg_probs = _mean_over_ranks(probs.mean(0))  # (K,)
+    avg_probs = mean_over_ranks(probs.mean(0))  # (K,), the same on every rank
     avg_entropy = -(avg_probs * torch.log(avg_probs + 1e-5)).sum()
     return sample_entropy - avg_entropy
 

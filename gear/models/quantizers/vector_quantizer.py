@@ -4,6 +4,11 @@ With ``l2_norm=True`` both z and the codes live on the unit sphere, so the squar
 ``d = 2 - 2 cos`` in [0, 4]. ``d`` is built from differentiable ops on z and on the codebook, so
 the soft read-out ``softmax(-d / tau)`` sends gradient to the encoder and to the codebook; the
 hard path (``indices``, ``z_q``) is the usual straight-through estimator.
+
+The losses (codebook, commitment, entropy) are computed in training mode only, as in the
+released code: a frozen tokenizer (stage 2), validation and evaluation never pay for the entropy
+term's softmax over (B, L, K), and never run its cross-rank all-reduce on a path that only some
+ranks take.
 """
 from typing import Dict
 
@@ -90,12 +95,13 @@ class VectorQuantizer(nn.Module):
         indices = d.argmin(dim=-1)  # (B, L)
         z_q = codebook[indices]  # (B, L, C)
 
-        losses: Dict[str, Tensor] = dict(
-            loss_codebook=self.codebook_loss_weight * torch.mean((z_q - z.detach()) ** 2),
-            loss_commit=self.beta * torch.mean((z_q.detach() - z) ** 2))
-        if self.entropy_loss_ratio > 0:
-            losses['loss_entropy'] = self.entropy_loss_ratio * entropy_regularizer(
-                d, self.entropy_temperature)
+        losses: Dict[str, Tensor] = {}
+        if self.training:  # only a training step reads them (the entropy term is a collective)
+            losses['loss_codebook'] = self.codebook_loss_weight * torch.mean((z_q - z.detach()) ** 2)
+            losses['loss_commit'] = self.beta * torch.mean((z_q.detach() - z) ** 2)
+            if self.entropy_loss_ratio > 0:
+                losses['loss_entropy'] = self.entropy_loss_ratio * entropy_regularizer(
+                    d, self.entropy_temperature)
 
         z_q = z + (z_q - z).detach()  # straight-through: forward z_q, gradient to z
         z_q = z_q.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)

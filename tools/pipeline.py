@@ -4,6 +4,7 @@
     python tools/pipeline.py PIPELINE --stages stage0_warmup stage1_gear   # a subset
     python tools/pipeline.py PIPELINE --cfg-options train_cfg.max_iters=20  # for every stage
     python tools/pipeline.py PIPELINE --jobs 2                              # 2 stages at once
+    python tools/pipeline.py PIPELINE --launcher pytorch --nproc-per-node 8  # each stage on 8
     python tools/pipeline.py PIPELINE --dry-run                             # print the commands
     python tools/pipeline.py PIPELINE --eval-options per_class=1 reference_images=20
 
@@ -35,15 +36,23 @@ def main(argv=None) -> None:
                         help='override the evaluate options, e.g. per_class=1 reference_images=20')
     parser.add_argument('--jobs', type=int, default=1,
                         help='run up to this many independent stages at once (threads split)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch'], default='none',
+                        help='pytorch: run each stage under torchrun (--nproc-per-node processes)')
+    parser.add_argument('--nproc-per-node', type=int, default=None,
+                        help='processes per stage with --launcher pytorch (default: 2)')
     parser.add_argument('--skip-eval', action='store_true', help='do not evaluate')
     parser.add_argument('--dry-run', action='store_true', help='print the commands only')
     args = parser.parse_args(argv)
+    if args.launcher == 'none' and args.nproc_per_node not in (None, 1):
+        parser.error('--nproc-per-node needs --launcher pytorch')
+    nproc = (args.nproc_per_node or 2) if args.launcher == 'pytorch' else 1
     pipeline = load_pipeline(args.pipeline, args.work_dir)
     if args.dry_run:
-        print(pipeline.plan(args.cfg_options))
+        print(pipeline.plan(args.cfg_options, nproc))
         return
     try:
-        run_pipeline(pipeline, only=args.stages, extra=args.cfg_options, jobs=args.jobs)
+        run_pipeline(pipeline, only=args.stages, extra=args.cfg_options, jobs=args.jobs,
+                     nproc_per_node=nproc)
         if not args.skip_eval:
             run_evaluation(pipeline, args.eval_options)
     except RuntimeError as e:

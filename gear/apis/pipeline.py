@@ -64,11 +64,12 @@ class Pipeline:
         opts = {key: self.final_weights(src) for key, src in stage.inputs.items()}
         return {**opts, **stage.cfg_options, **(extra or {})}
 
-    def plan(self, extra: Optional[Dict[str, object]] = None) -> str:
+    def plan(self, extra: Optional[Dict[str, object]] = None, nproc_per_node: int = 1) -> str:
         """What ``--dry-run`` prints: each stage's state, dependencies and command."""
         return '\n'.join(
             f'{s.name} [{"complete" if self.is_complete(s.name) else "to run"}] after '
-            f'{s.depends_on or "-"}:\n  ' + ' '.join(self.train_command(s, extra))
+            f'{s.depends_on or "-"}:\n  '
+            + ' '.join(stage_command(self, s, extra, nproc_per_node)[1:])
             for s in self.stages)
 
     def train_command(self, stage: Stage, extra: Optional[Dict[str, object]] = None) -> List[str]:
@@ -124,8 +125,28 @@ def load_pipeline(path: str, work_dir: Optional[str] = None) -> Pipeline:
                     source=path, evaluate=evaluate)
 
 
+def launch_command(nproc_per_node: int = 1) -> List[str]:
+    """How a stage's ``tools/train.py`` is started: ``python`` for one process, else
+    ``python -m torch.distributed.run --standalone --nproc_per_node N`` (its ``--launcher
+    pytorch`` is added by :func:`stage_command`)."""
+    if nproc_per_node < 1:
+        raise ValueError(f'--nproc-per-node must be >= 1, got {nproc_per_node}')
+    if nproc_per_node == 1:
+        return [sys.executable]
+    return [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+            f'--nproc_per_node={nproc_per_node}']
+
+
+def stage_command(pipeline: Pipeline, stage: Stage, extra: Optional[Dict[str, object]] = None,
+                  nproc_per_node: int = 1) -> List[str]:
+    """The full command line of one stage, on ``nproc_per_node`` processes."""
+    launcher = ['--launcher', 'pytorch'] if nproc_per_node > 1 else []
+    return launch_command(nproc_per_node) + pipeline.train_command(stage, extra) + launcher
+
+
 def run_pipeline(pipeline: Pipeline, only: Optional[List[str]] = None,
-                 extra: Optional[Dict[str, object]] = None, log=print, jobs: int = 1) -> None:
+                 extra: Optional[Dict[str, object]] = None, log=print, jobs: int = 1,
+                 nproc_per_node: int = 1) -> None:
     """Run the stages (or ``only`` those), skipping complete ones, in dependency order.
 
     ``jobs`` > 1 runs up to that many independent stages at once, the cores split between
@@ -133,6 +154,7 @@ def run_pipeline(pipeline: Pipeline, only: Optional[List[str]] = None,
     ``{stage}/pipeline.log`` (on a 2-core CPU two
     one-thread stages finish sooner than the same two stages one after another). A failed stage
     stops new launches; the running ones finish, then the error names the stage and its log.
+    ``nproc_per_node`` > 1 runs each stage under torchrun (``--launcher pytorch``).
     """
     os.makedirs(pipeline.work_dir, exist_ok=True)
     todo = []
@@ -151,11 +173,11 @@ def run_pipeline(pipeline: Pipeline, only: Optional[List[str]] = None,
             raise RuntimeError(f'[pipeline] {stage.name} needs {missing} complete first')
     if jobs <= 1:
         for stage in todo:
-            cmd = [sys.executable] + pipeline.train_command(stage, extra)
+            cmd = stage_command(pipeline, stage, extra, nproc_per_node)
             log(f'[pipeline] {stage.name}: {" ".join(cmd)}')
             _check_stage(pipeline, stage, subprocess.run(cmd, cwd=REPO).returncode)
         return
-    _run_parallel(pipeline, todo, extra, log, jobs)
+    _run_parallel(pipeline, todo, extra, log, jobs, nproc_per_node)
 
 
 def _check_stage(pipeline: Pipeline, stage: Stage, returncode: int, log_file: str = '') -> None:
@@ -167,20 +189,22 @@ def _check_stage(pipeline: Pipeline, stage: Stage, returncode: int, log_file: st
         raise RuntimeError(f'[pipeline] {stage.name} ended without {FINAL_WEIGHTS}; {where}')
 
 
-def _run_parallel(pipeline: Pipeline, todo: List[Stage], extra, log, jobs: int) -> None:
+def _run_parallel(pipeline: Pipeline, todo: List[Stage], extra, log, jobs: int,
+                  nproc_per_node: int = 1) -> None:
     """Launch ready stages (dependencies complete) up to ``jobs`` at a time."""
     running, failed, pending = {}, None, list(todo)
     while pending or running:
         ready = [s for s in pending if all(pipeline.is_complete(d) for d in s.depends_on)]
         while failed is None and ready and len(running) < jobs:
             # the cores split between what runs now: a stage alone gets them all
-            threads = max(1, (os.cpu_count() or 1) // min(jobs, len(running) + len(ready)))
+            threads = max(1, (os.cpu_count() or 1) // min(jobs, len(running) + len(ready))
+                          // nproc_per_node)
             env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
             stage = ready.pop(0)
             pending.remove(stage)
             os.makedirs(pipeline.stage_dir(stage.name), exist_ok=True)
             log_file = osp.join(pipeline.stage_dir(stage.name), 'pipeline.log')
-            cmd = [sys.executable] + pipeline.train_command(stage, extra)
+            cmd = stage_command(pipeline, stage, extra, nproc_per_node)
             log(f'[pipeline] {stage.name} ({threads} threads, log {log_file}): {" ".join(cmd)}')
             with open(log_file, 'a') as out:
                 proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out,

@@ -69,6 +69,18 @@ def get_cluster(name: Optional[str] = None) -> dict:
     return dict(copy.deepcopy(CLUSTERS[name]), name=name)
 
 
-def tasks_per_node(gpus_per_node: int) -> int:
-    """One task per GPU, or a single task on a CPU-only node."""
-    return max(int(gpus_per_node), 1)
+def tasks_per_node(gpus_per_node: int, requested: Optional[int] = None) -> int:
+    """``requested`` (``--tasks-per-node``), else one task per GPU, or one on a CPU-only node.
+
+    Raises:
+        ValueError: If ``requested`` is below 1, or differs from ``gpus_per_node`` on a GPU
+            node (each task drives one GPU).
+    """
+    if requested is None:
+        return max(int(gpus_per_node), 1)
+    if int(requested) < 1:
+        raise ValueError(f'--tasks-per-node must be >= 1, got {requested}')
+    if gpus_per_node and int(requested) != int(gpus_per_node):
+        raise ValueError(f'--tasks-per-node {requested} on nodes with {gpus_per_node} GPUs: '
+                         'each task drives one GPU (set --gpus-per-node instead)')
+    return int(requested)

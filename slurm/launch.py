@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help='defaults from slurm/cluster.py (else $GEAR_SLURM_CLUSTER or default)')
     parser.add_argument('--nodes', type=int, default=1, help='nodes per job')
     parser.add_argument('--gpus-per-node', type=int, help='GPUs (= tasks) per node')
+    parser.add_argument('--tasks-per-node', type=int,
+                        help='processes per node (default: one per GPU, one on a CPU node)')
     parser.add_argument('--cpus-per-task', type=int, help='CPU cores per task')
     parser.add_argument('--partition', help='SLURM partition')
     parser.add_argument('--time', type=int, help='time limit of each job, in minutes')
@@ -84,7 +86,8 @@ def resolve(args) -> dict:
         if value is not None:
             res[key] = value
     res['nodes'] = args.nodes
-    res['tasks_per_node'] = tasks_per_node(res['gpus_per_node'])
+    res['tasks_per_node'] = tasks_per_node(res['gpus_per_node'],
+                                           getattr(args, 'tasks_per_node', None))
     return res
 
 

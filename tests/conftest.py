@@ -35,9 +35,17 @@ def fashion_mnist_root() -> str:
     return FASHION_MNIST
 
 
-def run_tool(args, cwd=REPO, timeout=600, check=True) -> subprocess.CompletedProcess:
+# Multi-process tests run as users run them, with torch's collective checks on: under DETAIL a
+# collective that the ranks call differently fails at once, naming both calls.
+DISTRIBUTED_ENV = dict(TORCH_DISTRIBUTED_DEBUG='DETAIL')
+# A short process-group timeout for tests: a collective some rank never reaches fails the run
+# within this many seconds instead of hanging CI.
+TEST_DIST_TIMEOUT = 'env_cfg.dist_cfg.timeout=120'
+
+
+def run_tool(args, cwd=REPO, timeout=600, check=True, env=None) -> subprocess.CompletedProcess:
     """Run ``python tools/...`` as a user would; return the completed process."""
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
     proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
     if check and proc.returncode != 0:
@@ -64,3 +72,30 @@ def imagenet_layout(tmp_path_factory) -> str:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / photo.name).symlink_to(photo)
     return str(root)
+
+
+# The tiny pipeline as shipped, shortened in length only (steps, intervals), each stage on two
+# CPU processes under torchrun (--launcher pytorch, gloo, TORCH_DISTRIBUTED_DEBUG=DETAIL).
+PIPELINE = 'configs/pipelines/gear_vq_tiny_fashionmnist.py'
+PIPELINE_LENGTH = ['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+                   'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=1',
+                   TEST_DIST_TIMEOUT]
+PIPELINE_EVAL = ['per_class=1', 'reference_images=20', 'tokenizer_images=8', 'analysis_images=8',
+                 'sampling.batch_size=5']
+
+
+def pipeline_eval_options(work_dir):
+    return PIPELINE_EVAL + [f'cache_dir={work_dir / "fid_cache"}']
+
+
+@pytest.fixture(scope='session')
+def pipeline_two_procs(tmp_path_factory, fashion_mnist_root):
+    """(work dir, completed process) of ``tools/pipeline.py --launcher pytorch
+    --nproc-per-node 2`` on the tiny pipeline; its stages' final.pth feed later tests."""
+    work_dir = tmp_path_factory.mktemp('pipeline')
+    proc = run_tool(['tools/pipeline.py', PIPELINE, '--work-dir', str(work_dir),
+                     '--launcher', 'pytorch', '--nproc-per-node', '2',
+                     '--cfg-options', *PIPELINE_LENGTH,
+                     '--eval-options', *pipeline_eval_options(work_dir)],
+                    timeout=1200, env=DISTRIBUTED_ENV)
+    return work_dir, proc

@@ -1,154 +1,223 @@
-"""Two CPU processes (torchrun + gloo) follow the one-process loss trajectory of GEAR stage 1,
-under per-module DDP and under DeepSpeed ZeRO-2, and a ZeRO-2 checkpoint resumes it exactly.
+"""Multi-process training as shipped: every tiny config runs to the end on two CPU processes
+(torchrun, gloo, ``TORCH_DISTRIBUTED_DEBUG=DETAIL``) with all its hooks, validation, checkpoints
+and export; only ``max_iters``, ``val_interval`` and ``checkpoint.interval`` are shortened.
 
-Setup: configs/gear/gear_vq_tiny_fashionmnist.py for 4 steps from a random init
-(``model.init_from=None``: CI has no stage-0 checkpoint), one process with batch 8 against two
-processes with batch 4 each: the same global batch (the sampler deals rank r the samples r::2 of
-the same shuffled order). ``disc_start=2``: the discriminator phase is skipped at steps 1-2 (its
-DDP / engine is never called) and runs at steps 3-4, so a phase that does not run cannot hang.
-What would make the runs differ, and what the test does about it:
-- per-rank randomness: class dropout and token / residual / FFN dropout are set to 0;
-- batch statistics: PatchGAN's BatchNorm normalises per process and torch's SyncBatchNorm has
-  no CPU kernel, so ``norm='none'`` here (on GPUs: ``sync_bn='torch'``); the quantizer's entropy
-  regulariser is a per-batch entropy, so ``entropy_loss_ratio=0``;
-- every other loss is a batch mean, so the mean of the two ranks' gradients is the one-process
-  gradient, up to float summation order.
-Compared: every logged ``tokenizer/``, ``discriminator/`` and ``prior/`` value at every step
-(two-process logs are means over ranks: LogSyncHook), relative tolerance 1e-4 (+1e-6 absolute); measured
-agreement is about 1e-6. Step 1 runs at the warm-up LR (1e-3 x), so steps 3-4 carry the signal:
-a prior phase that bypasses its DDP (no gradient all-reduce) misses the tolerance at step 3.
-The resumed ZeRO-2 run must match the uninterrupted one at steps 3-4 to 1e-6: without the engine
-shards (fp32 master weights, Adam moments) it would not.
-Stage 2 (configs/ar/ar_vq_tiny_fashionmnist_vqonly.py, a random frozen tokenizer: no stage-1
-checkpoint in CI) trains under ZeRO-3 (parameters partitioned; EMA updates and checkpoints gather
-them): its iter_4.pth and final.pth hold whole parameters. (Its trajectory against one process and
-its resume were checked by hand, notes_issue5a.md; a second launch here would cost ~25 s more.)
+Strategies: per-module DDP for every stage (stage 0 -> 1 -> 2 vq-only and the baseline as the
+tiny pipeline under ``--launcher pytorch``, tests/conftest.py; ar-init here); DeepSpeed ZeRO-1
+and ZeRO-2 for every stage; ZeRO-3 for stage 2 (vq-only, ar-init) and the baseline. Stages 1
+and 2 start from the pipeline's exports. Each run must end with ``final.pth``, after the
+checkpoint and the validation of its last step (where every shipped config used to die: the log
+flush, a collective, ran in rank 0's ``before_save_checkpoint`` while rank 1 validated).
+
+Two processes follow one: stage 1 as shipped (every loss term on, the entropy regulariser
+included) with dropout off (its draws differ per rank) and ``sync_bn='gear'`` (PatchGAN's
+BatchNorm on the global batch; without it each rank normalises its own batch), 2 x batch 4
+against 1 x batch 8 (one thread, as each rank) from the same stage-0 export: every logged
+``tokenizer/``, ``discriminator/`` and ``prior/`` value and (DDP) the gradient norm of every group
+agree at steps 1-3 to 1e-4 relative (measured: about 1e-6 for the losses, 2e-6 for the grad
+norms), and so do the validation metrics on 501 images (rank 1 validates a padded duplicate,
+which the evaluator drops). A ZeRO-2 run resumed from its ``iter_2`` reproduces steps 3-4.
+
+The matrix and the trajectory runs share one torchrun launch (tests/engine/train_many.py: each
+run is ``tools/train.py``'s ``main`` in the same processes, as in a SLURM task).
 """
 import glob
 import json
 import os.path as osp
-import shutil
 
 import pytest
 import torch
 
-from ..conftest import run_tool
+from ..conftest import DISTRIBUTED_ENV, TEST_DIST_TIMEOUT, run_tool
 
-CONFIG = 'configs/gear/gear_vq_tiny_fashionmnist.py'
-STEPS, GLOBAL_BATCH = 4, 8
-COMMON = [  # no per-rank randomness; no validation; a log row per step; checkpoints at 2, 4
-    'model.prior.ar.class_dropout_prob=0', 'model.prior.ar.token_dropout_p=0',
-    'model.prior.ar.resid_dropout_p=0', 'model.prior.ar.ffn_dropout_p=0',
-    'train_cfg.val_interval=1000', 'val_dataloader.dataset.num_samples=16',
-    'default_hooks.logger.interval=1', 'log_processor.window_size=1',
-    'default_hooks.checkpoint.interval=2']
-OPTIONS = ['model.init_from=None', 'model.gan_loss.disc_start=2', 'model.discriminator.norm=none',
-           'model.tokenizer.quantizer.entropy_loss_ratio=0', *COMMON]
-PHASES = ('tokenizer/', 'discriminator/', 'prior/')
+S0 = 'configs/tokenizer/tokenizer_vq_tiny_fashionmnist.py'
+S1 = 'configs/gear/gear_vq_tiny_fashionmnist.py'
+VQONLY = 'configs/ar/ar_vq_tiny_fashionmnist_vqonly.py'
+ARINIT = 'configs/ar/ar_vq_tiny_fashionmnist_arinit.py'
+BASELINE = 'configs/ar/baseline_vq_tiny_fashionmnist.py'
+LENGTH = ['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+          'default_hooks.checkpoint.interval=1', TEST_DIST_TIMEOUT]
+STRATEGIES = {'ddp': [], 'zero1': ['deepspeed_cfg.zero_stage=1'],
+              'zero2': ['deepspeed_cfg.zero_stage=2'], 'zero3': ['deepspeed_cfg.zero_stage=3']}
+# (config, strategies); DDP of the other four stages is the pipeline's
+MATRIX = {'stage0': (S0, ['zero1', 'zero2']), 'stage1': (S1, ['zero1', 'zero2']),
+          'vqonly': (VQONLY, ['zero1', 'zero2', 'zero3']),
+          'arinit': (ARINIT, ['ddp', 'zero1', 'zero2', 'zero3']),
+          'baseline': (BASELINE, ['zero1', 'zero2', 'zero3'])}
+GROUPS = {'stage0': ('tokenizer', 'discriminator'),
+          'stage1': ('tokenizer', 'discriminator', 'prior')}
+
+TRAJ_STEPS, TRAJ_BATCH = 4, 8
+# Step 1 runs at the warm-up LR (1e-3 x), so step 3's losses carry the first full-LR update.
+# Step 4 is not compared: Adam normalises near-zero gradient entries, so 1e-7 summation
+# differences there become LR-sized updates; by step 4 they move the GAN logits by up to 1%
+# (ZeRO-2's reduce-scatter vs one process, measured), as two threads against one do in a single
+# process (5%).
+COMPARED_STEPS = (1, 2, 3)
+TRAJ = ['model.prior.ar.class_dropout_prob=0', 'model.prior.ar.token_dropout_p=0',
+        'model.prior.ar.resid_dropout_p=0', 'model.prior.ar.ffn_dropout_p=0',
+        f'train_cfg.max_iters={TRAJ_STEPS}', f'train_cfg.val_interval={TRAJ_STEPS}',
+        'default_hooks.logger.interval=1', 'log_processor.window_size=1',
+        'default_hooks.checkpoint.interval=2', 'val_dataloader.dataset.num_samples=501',
+        TEST_DIST_TIMEOUT]
+PHASES = ('tokenizer/', 'discriminator/', 'prior/', 'grad_norm/')  # grad norms: after reduction
 
 
-STAGE2_CONFIG = 'configs/ar/ar_vq_tiny_fashionmnist_vqonly.py'
-STAGE2_OPTIONS = ['model.tokenizer_from=None', *COMMON]
+def inputs(pipeline_dir, stage):
+    """The cfg-options that point a stage at the pipeline's exports."""
+    final = {name: str(pipeline_dir / name / 'final.pth')
+             for name in ('stage0_warmup', 'stage1_gear')}
+    return {'stage0': [],
+            'stage1': [f'model.init_from.checkpoint={final["stage0_warmup"]}'],
+            'vqonly': [f'model.tokenizer_from.checkpoint={final["stage1_gear"]}'],
+            'arinit': [f'model.tokenizer_from.checkpoint={final["stage1_gear"]}',
+                       f'model.prior_from.checkpoint={final["stage1_gear"]}'],
+            'baseline': [f'model.tokenizer_from.checkpoint={final["stage0_warmup"]}']}[stage]
 
 
-def train(work_dir, procs, *args, options=(), config=CONFIG, base=OPTIONS):
-    launch = (['-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={procs}']
-              if procs > 1 else [])
-    return run_tool([*launch, 'tools/train.py', config, '--work-dir', str(work_dir),
-                     *(['--launcher', 'pytorch'] if procs > 1 else []), *args, '--cfg-options',
-                     f'train_cfg.max_iters={STEPS}',
-                     f'train_dataloader.batch_size={GLOBAL_BATCH // procs}', *base, *options],
-                    timeout=400)
+def argv(config, work_dir, options, *extra):
+    return [config, '--work-dir', str(work_dir), '--launcher', 'pytorch', *extra,
+            '--cfg-options', *options]
 
 
-def losses(work_dir):
-    """step -> {key: value} of the phase losses/metrics logged at that step."""
-    out = {}
+def trajectory_options(pipeline_dir, batch):
+    return [*TRAJ, *inputs(pipeline_dir, 'stage1'), f'train_dataloader.batch_size={batch}']
+
+
+@pytest.fixture(scope='module')
+def launched(tmp_path_factory, pipeline_two_procs):
+    pytest.importorskip('deepspeed', reason='DeepSpeed is not installed')
+    pipeline_dir, _ = pipeline_two_procs
+    tmp = tmp_path_factory.mktemp('distributed')
+    runs = []
+    for stage, (config, strategies) in MATRIX.items():
+        for strategy in strategies:
+            name = f'{stage}_{strategy}'
+            runs.append(dict(name=name, argv=argv(config, tmp / name, [
+                *LENGTH, *inputs(pipeline_dir, stage), *STRATEGIES[strategy]])))
+    half = trajectory_options(pipeline_dir, TRAJ_BATCH // 2) + ['sync_bn=gear']
+    runs.append(dict(name='traj_ddp', argv=argv(S1, tmp / 'traj_ddp', half)))
+    runs.append(dict(name='traj_zero2', argv=argv(S1, tmp / 'traj_zero2', [
+        *half, 'deepspeed_cfg.zero_stage=2'])))
+    (tmp / 'traj_zero2_resume').mkdir()
+    runs.append(dict(name='traj_zero2_resume', copy=[
+        [str(tmp / 'traj_zero2' / f), str(tmp / 'traj_zero2_resume' / f)]
+        for f in ('iter_2.pth', 'iter_2.deepspeed')],
+        argv=argv(S1, tmp / 'traj_zero2_resume', [*half, 'deepspeed_cfg.zero_stage=2'],
+                  '--resume')))
+    runs_file = tmp / 'runs.json'
+    runs_file.write_text(json.dumps(runs))
+    proc = run_tool(['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                     'tests/engine/train_many.py', str(runs_file)],
+                    timeout=1500, env=DISTRIBUTED_ENV, check=False)
+    done = (tmp / 'runs.json.done').read_text().split() if osp.isfile(
+        tmp / 'runs.json.done') else []
+    if proc.returncode != 0:
+        failed = next((r['name'] for r in runs if r['name'] not in done), '?')
+        raise AssertionError(f'run {failed} failed (exit {proc.returncode}; done: {done})\n'
+                             f'--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n'
+                             f'{proc.stderr[-6000:]}')
+    # one process, the whole batch: the trajectory the two-process runs must follow. One
+    # thread, as each torchrun rank has: with two, float summation order alone moves step 4's
+    # GAN logits by 5% (measured; Adam and the GAN amplify 1e-6 differences in two steps)
+    run_tool(['tools/train.py', S1, '--work-dir', str(tmp / 'traj_one'), '--cfg-options',
+              *trajectory_options(pipeline_dir, TRAJ_BATCH)], timeout=600,
+             env=dict(OMP_NUM_THREADS='1'))
+    return tmp, pipeline_dir, proc
+
+
+def state_dict(path, weights_only=True):
+    return torch.load(path, map_location='cpu', weights_only=weights_only)['state_dict']
+
+
+def scalars(work_dir):
+    rows = []
     for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
         with open(path) as f:
-            for row in map(json.loads, f):
-                if 'tokenizer/loss' in row or 'prior/loss' in row:
-                    out[row['step']] = {k: v for k, v in row.items() if k.startswith(PHASES)}
-    return out
+            rows += [json.loads(line) for line in f]
+    return rows
 
 
-def assert_same_trajectory(expected, got, steps, rtol, atol=1e-6):
-    missing = set(steps) - set(got)
-    assert not missing, f'steps {sorted(missing)} not logged'
-    for step in steps:
-        assert set(got[step]) == set(expected[step]), f'step {step}: logged keys differ'
-        for key, want in expected[step].items():
-            assert abs(got[step][key] - want) <= atol + rtol * abs(want), \
-                f'step {step} {key}: {got[step][key]} vs {want}'
+@pytest.mark.parametrize('name', [f'{s}_{k}' for s, (_, ks) in MATRIX.items() for k in ks])
+def test_shipped_config_runs_to_the_end(launched, name):
+    tmp, pipeline_dir, _ = launched
+    stage, strategy = name.rsplit('_', 1)
+    work_dir = tmp / name
+    final = state_dict(work_dir / 'final.pth')  # a loadable gear weights file
+    assert all(torch.isfinite(v).all() for v in final.values() if v.is_floating_point())
+    assert osp.isfile(work_dir / 'iter_1.pth') and osp.isfile(work_dir / 'iter_2.pth')
+    # the last step's validation ran after its checkpoint, on both ranks, and was logged
+    val = [r for r in scalars(work_dir) if any(k.startswith(('recon/', 'val/')) for k in r)]
+    assert val and val[-1]['step'] == 2, f'{name}: no validation logged at step 2'
+    reference = {'stage0': 'stage0_warmup', 'stage1': 'stage1_gear', 'vqonly': 'stage2_vqonly',
+                 'baseline': 'baseline', 'arinit': 'stage2_vqonly'}[stage]
+    assert final.keys() == state_dict(pipeline_dir / reference / 'final.pth').keys()
+    if strategy != 'ddp':
+        for group in GROUPS.get(stage, ('prior',)):
+            shards = glob.glob(str(work_dir / 'iter_2.deepspeed' / group / '*optim_states.pt'))
+            assert len(shards) == 2, f'{name} {group}: {shards}'
+    if strategy == 'zero3':  # parameters were partitioned: exports gather them whole
+        ckpt = state_dict(work_dir / 'iter_2.pth', weights_only=False)
+        prior = [k for k in final if k.startswith('prior.')]
+        assert prior and all(final[k].numel() > 0 for k in final)
+        assert all(torch.equal(final[k], ckpt[k]) for k in prior)
+        assert any(not torch.equal(final[k], final['prior_ema.module' + k[len('prior'):]])
+                   for k in prior)  # the EMA was updated from whole parameters
 
 
-def state_keys(path):
-    return set(torch.load(path, map_location='cpu', weights_only=False)['state_dict'])
+def test_arinit_continues_the_stage1_prior(launched):
+    """ar-init starts from the stage-1 prior (and vq-only from a fresh one): after its first
+    step its prior is close to stage 1's."""
+    tmp, pipeline_dir, _ = launched
+    stage1 = state_dict(pipeline_dir / 'stage1_gear' / 'final.pth')
+    for strategy in MATRIX['arinit'][1]:
+        for stage, near in (('arinit', True), ('vqonly', False)):
+            if strategy not in MATRIX[stage][1]:
+                continue
+            first = state_dict(tmp / f'{stage}_{strategy}' / 'iter_1.pth', weights_only=False)
+            gap = max((first[k] - stage1[k]).abs().max().item()
+                      for k in stage1 if k.startswith('prior.ar.'))
+            assert (gap < 0.01) == near, f'{stage}_{strategy}: max |prior - stage 1| = {gap}'
 
 
-@pytest.fixture(scope='module')
-def one_process(tmp_path_factory, fashion_mnist_root):
-    work_dir = tmp_path_factory.mktemp('one_process')
-    train(work_dir, 1)
-    rows = losses(work_dir)
-    assert sorted(rows) == [1, 2, 3, 4]
-    assert not any(k.startswith('discriminator/') for k in rows[2])  # before disc_start
-    assert 'discriminator/loss' in rows[3]
-    return work_dir, rows
+def trajectory(work_dir):
+    """step -> {key: value} of the phase losses / metrics logged at that step."""
+    return {r['step']: {k: v for k, v in r.items() if k.startswith(PHASES)}
+            for r in scalars(work_dir) if 'tokenizer/loss' in r}
 
 
-@pytest.fixture(scope='module')
-def zero2(tmp_path_factory, fashion_mnist_root):
-    pytest.importorskip('deepspeed', reason='DeepSpeed is not installed')
-    work_dir = tmp_path_factory.mktemp('zero2')
-    train(work_dir, 2, options=['deepspeed_cfg.zero_stage=2'])
-    return work_dir
+def validation(work_dir):
+    return [{k: v for k, v in r.items() if k.startswith('recon/')}
+            for r in scalars(work_dir) if 'recon/l1' in r][-1]
 
 
-def test_ddp_per_module_follows_the_one_process_trajectory(one_process, tmp_path):
-    work_dir, expected = one_process
-    train(tmp_path, 2)
-    assert_same_trajectory(expected, losses(tmp_path), range(1, STEPS + 1), rtol=1e-4)
-    # the model tree is untouched: same state-dict keys as the one-process run
-    assert state_keys(tmp_path / 'final.pth') == state_keys(work_dir / 'final.pth')
+def assert_close(expected, got, rtol, atol=1e-6):
+    assert set(got) == set(expected), f'logged keys differ: {set(got) ^ set(expected)}'
+    for key, want in expected.items():
+        assert abs(got[key] - want) <= atol + rtol * abs(want), f'{key}: {got[key]} vs {want}'
 
 
-def test_zero2_engines_follow_the_one_process_trajectory(one_process, zero2):
-    work_dir, expected = one_process
-    assert_same_trajectory(expected, losses(zero2), range(1, STEPS + 1), rtol=1e-4)
-    for group in ('tokenizer', 'discriminator', 'prior'):  # one engine per optimizer group
-        shards = glob.glob(str(zero2 / 'iter_4.deepspeed' / group / 'zero_pp_rank_*_optim_*.pt'))
-        assert len(shards) == 2, f'{group}: {shards}'
-    ckpt = torch.load(zero2 / 'iter_4.pth', map_location='cpu', weights_only=False)
-    assert all(ckpt['optimizer'][g]['deepspeed'] for g in ('tokenizer', 'discriminator', 'prior'))
-    # the runner checkpoint and final.pth are plain, whole gear state dicts
-    assert set(ckpt['state_dict']) == state_keys(work_dir / 'iter_4.pth')
-    assert state_keys(zero2 / 'final.pth') == state_keys(work_dir / 'final.pth')
+@pytest.mark.parametrize('strategy', ['ddp', 'zero2'])
+def test_two_processes_follow_the_one_process_trajectory(launched, strategy):
+    tmp, _, _ = launched
+    expected, got = trajectory(tmp / 'traj_one'), trajectory(tmp / f'traj_{strategy}')
+    assert sorted(expected) == list(range(1, TRAJ_STEPS + 1)) and sorted(got) == sorted(expected)
+    assert 'tokenizer/loss_entropy' in expected[1] and 'discriminator/loss' in expected[1]
+    for step in COMPARED_STEPS:
+        want = dict(expected[step])
+        if strategy != 'ddp':  # DeepSpeed clips inside engine.step and logs no grad norm
+            want = {k: v for k, v in want.items() if not k.startswith('grad_norm/')}
+        else:
+            assert {'grad_norm/tokenizer', 'grad_norm/prior'} <= set(want)
+        assert_close(want, got[step], rtol=1e-4)
+    # validation on 501 images: 251 per rank, one padded duplicate dropped by the evaluator
+    assert_close(validation(tmp / 'traj_one'), validation(tmp / f'traj_{strategy}'), rtol=1e-5)
 
 
-def test_zero2_resume_continues_the_trajectory(zero2, tmp_path):
-    shutil.copy(zero2 / 'iter_2.pth', tmp_path / 'iter_2.pth')
-    shutil.copytree(zero2 / 'iter_2.deepspeed', tmp_path / 'iter_2.deepspeed')
-    proc = train(tmp_path, 2, '--resume', options=['deepspeed_cfg.zero_stage=2'])
+def test_zero2_resume_continues_the_trajectory(launched):
+    tmp, _, proc = launched
     assert 'Loaded the DeepSpeed engine shards' in proc.stdout + proc.stderr
-    resumed = losses(tmp_path)
+    resumed, uninterrupted = trajectory(tmp / 'traj_zero2_resume'), trajectory(tmp / 'traj_zero2')
     assert sorted(resumed) == [3, 4]
-    assert_same_trajectory(losses(zero2), resumed, [3, 4], rtol=1e-6, atol=1e-7)
-
-
-def test_zero3_stage2_trains_and_exports_whole_parameters(tmp_path, fashion_mnist_root):
-    pytest.importorskip('deepspeed', reason='DeepSpeed is not installed')
-    train(tmp_path, 2, config=STAGE2_CONFIG, base=STAGE2_OPTIONS,
-          options=['deepspeed_cfg.zero_stage=3'])
-    rows = losses(tmp_path)
-    assert sorted(rows) == [1, 2, 3, 4] and rows[4]['prior/loss'] < rows[1]['prior/loss']
-    assert osp.isdir(tmp_path / 'iter_4.deepspeed' / 'prior')
-    final = torch.load(tmp_path / 'final.pth', weights_only=True)['state_dict']
-    ckpt = torch.load(tmp_path / 'iter_4.pth', weights_only=False)['state_dict']
-    assert final.keys() == ckpt.keys()
-    prior = [k for k in final if k.startswith('prior.')]
-    assert prior and all(final[k].numel() > 0 for k in final)  # gathered, not empty shards
-    assert all(torch.equal(final[k], ckpt[k]) for k in prior)  # both whole, same step
-    # the EMA was updated from whole parameters: it moved off its init toward the prior
-    assert any(not torch.equal(final[k], final['prior_ema.module.' + k[len('prior.'):]])
-               for k in prior)
+    for step in (3, 4):
+        assert_close(uninterrupted[step], resumed[step], rtol=1e-6, atol=1e-7)

@@ -1,6 +1,7 @@
 """slurm/launch.py on a real single-node SLURM cluster: the tiny pipeline runs as dependent jobs
 in afterok order, a preempted stage requeues itself and resumes from its checkpoint without
-repeating checkpointed steps, and the 4-node ImageNet dry run shows the expected jobs. Plus the
+repeating checkpointed steps, a job of two tasks (one CPU each) trains the shipped stage 0 to
+the end as two ranks, and the 4-node ImageNet dry run shows the expected jobs. Plus the
 launcher's planning and the job's environment, without a cluster."""
 import glob
 import json
@@ -18,7 +19,7 @@ from gear.apis.slurm_trainer import Trainer, distributed_env, master_port
 from slurm.cluster import get_cluster
 from slurm.launch import plan, resolve
 
-from ..conftest import run_tool
+from ..conftest import DISTRIBUTED_ENV, TEST_DIST_TIMEOUT, run_tool
 from .conftest import DONE, job_info, submitted_ids, wait_for_jobs
 
 TINY = 'configs/pipelines/gear_vq_tiny_fashionmnist.py'
@@ -181,3 +182,26 @@ def test_a_failing_stage_is_not_requeued_and_cancels_its_dependents(
     assert second['JobState'] == 'CANCELLED' and second['Reason'] == 'DependencyNeverSatisfied'
     err = (tmp_path / 'slurm' / 'stage0_warmup' / f'{ids["stage0_warmup"]}_0_log.err').read_text()
     assert "FileNotFoundError: Fashion-MNIST data_root '/nonexistent'" in err  # the error stays
+
+
+def test_a_two_task_job_trains_the_shipped_stage0_to_the_end(slurm_cluster, fashion_mnist_root,
+                                                             tmp_path, cancel_on_exit):
+    run_dir = tmp_path / 'stage0'
+    cmd = ['slurm/launch.py', 'configs/tokenizer/tokenizer_vq_tiny_fashionmnist.py',
+           '--cluster', 'local', '--time', '10', '--tasks-per-node', '2', '--cpus-per-task', '1',
+           '--work-dir', str(run_dir), '--cfg-options', 'train_cfg.max_iters=2',
+           'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=1', TEST_DIST_TIMEOUT]
+    dry = run_tool([*cmd, '--dry-run'], timeout=120).stdout
+    assert '1 tasks per node' not in dry and '2 tasks per node (world size 2), 1 CPUs per task' in dry
+    ids = submitted_ids(run_tool(cmd, timeout=120, env=DISTRIBUTED_ENV).stdout)
+    job_id = ids['stage0']
+    cancel_on_exit.append(job_id)
+    infos = wait_for_jobs([job_id], timeout=300)
+    logs = {t: (tmp_path / 'slurm' / 'stage0' / f'{job_id}_{t}_log.out') for t in (0, 1)}
+    errs = [(tmp_path / 'slurm' / 'stage0' / f'{job_id}_{t}_log.err') for t in (0, 1)]
+    assert infos[job_id]['JobState'] == 'COMPLETED', [e.read_text()[-3000:] for e in errs
+                                                      if e.exists()]
+    assert all(log.exists() for log in logs.values())  # one log per task: two ranks ran
+    assert 'rank 0 of 2' in logs[0].read_text()
+    assert 'Saving checkpoint at 2 iterations' in logs[0].read_text()
+    assert osp.isfile(run_dir / 'final.pth') and osp.isfile(run_dir / 'iter_2.pth')

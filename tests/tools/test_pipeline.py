@@ -1,6 +1,7 @@
-"""tools/pipeline.py: the stages run in dependency order on real data, a rerun skips complete
-stages and done evaluations, the summary holds every stage, both AR curves and the evaluation of
-both ARs; bad pipelines fail naming the stage."""
+"""tools/pipeline.py: the stages run in dependency order on real data (each under torchrun on two
+processes, as shipped: tests/conftest.py), a rerun skips complete stages and done evaluations,
+the summary holds every stage, both AR curves and the evaluation of both ARs; bad pipelines fail
+naming the stage."""
 import json
 import os.path as osp
 
@@ -8,27 +9,12 @@ import pytest
 
 from gear.apis.pipeline import load_pipeline
 
-from ..conftest import run_tool
-
-PIPELINE = 'configs/pipelines/gear_vq_tiny_fashionmnist.py'
-FAST = ['train_cfg.max_iters=4', 'train_cfg.val_interval=2', 'default_hooks.logger.interval=2',
-        'default_hooks.checkpoint.interval=2', 'train_dataloader.batch_size=8',
-        'val_dataloader.dataset.num_samples=16']
-EVAL = ['per_class=1', 'reference_images=20', 'tokenizer_images=8', 'analysis_images=8',
-        'sampling.batch_size=5']
-
-
-def eval_options(work_dir):
-    return EVAL + [f'cache_dir={work_dir / "fid_cache"}']
+from ..conftest import PIPELINE, PIPELINE_LENGTH, pipeline_eval_options, run_tool
 
 
 @pytest.fixture(scope='module')
-def ran(tmp_path_factory, fashion_mnist_root):
-    work_dir = tmp_path_factory.mktemp('pipeline')
-    proc = run_tool(['tools/pipeline.py', PIPELINE, '--work-dir', str(work_dir),
-                     '--cfg-options', *FAST, '--eval-options', *eval_options(work_dir)],
-                    timeout=900)
-    return work_dir, proc
+def ran(pipeline_two_procs):
+    return pipeline_two_procs
 
 
 def test_stages_run_in_dependency_order_and_export_weights(ran):
@@ -36,6 +22,10 @@ def test_stages_run_in_dependency_order_and_export_weights(ran):
     order = [line.split(':')[0].split('] ')[1] for line in proc.stdout.splitlines()
              if line.startswith('[pipeline] ') and 'train.py' in line]
     assert order == ['stage0_warmup', 'stage1_gear', 'stage2_vqonly', 'baseline']
+    launches = [line for line in proc.stdout.splitlines()
+                if line.startswith('[pipeline] ') and 'train.py' in line]
+    assert all('torch.distributed.run' in line and '--nproc_per_node=2' in line
+               and line.endswith('--launcher pytorch') for line in launches)
     for stage in order:
         assert osp.isfile(work_dir / stage / 'final.pth')
     # stage 1 read stage 0's export, stage 2 read stage 1's, the baseline stage 0's
@@ -48,13 +38,13 @@ def test_summary_has_every_stage_and_both_curves(ran):
     summary = json.loads((work_dir / 'summary.json').read_text())
     assert set(summary['stages']) == {'stage0_warmup', 'stage1_gear', 'stage2_vqonly', 'baseline'}
     for name, stage in summary['stages'].items():
-        assert stage['complete'] and stage['steps'] == 4, name
+        assert stage['complete'] and stage['steps'] == 2, name
         assert stage['final_losses'], name
     assert 'usage' in summary['stages']['stage1_gear']['codebook']
     assert 'prior/loss_ntp' in summary['stages']['stage1_gear']['final_losses']
     for role in ('gear', 'baseline'):
         curve = summary['curves'][role]
-        assert curve['step'] == [2, 4] and len(curve['loss_ntp']) == 2 and len(curve['loss_align']) == 2
+        assert curve['step'] == [1, 2] and len(curve['loss_ntp']) == 2 and len(curve['loss_align']) == 2
     assert osp.getsize(work_dir / 'curves.png') > 1000
 
 
@@ -78,7 +68,8 @@ def test_rerun_skips_complete_stages(ran):
     before = osp.getmtime(work_dir / 'stage1_gear' / 'final.pth')
     evaluated = osp.getmtime(work_dir / 'baseline' / 'evaluation.json')
     proc = run_tool(['tools/pipeline.py', PIPELINE, '--work-dir', str(work_dir),
-                     '--cfg-options', *FAST, '--eval-options', *eval_options(work_dir)])
+                     '--cfg-options', *PIPELINE_LENGTH,
+                     '--eval-options', *pipeline_eval_options(work_dir)])
     assert proc.stdout.count('complete (') == 4 and 'train.py' not in proc.stdout
     assert osp.getmtime(work_dir / 'stage1_gear' / 'final.pth') == before
     assert proc.stdout.count('), skipped') == 6  # 4 stages, 2 evaluations

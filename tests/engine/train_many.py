@@ -1,0 +1,53 @@
+"""Run several trainings one after another in the same ``torchrun`` processes, each through
+``tools/train.py``'s ``main(argv)`` (what a SLURM task runs in-process), so a matrix of shipped
+configs x strategies pays for process start-up and imports once.
+
+    python -m torch.distributed.run --standalone --nproc_per_node 2 \
+        tests/engine/train_many.py RUNS.json
+
+RUNS.json: a list of ``{"name": str, "argv": [...], "copy": [[src, dst], ...]}``. Before a run,
+rank 0 copies each ``src`` file or folder to ``dst`` (e.g. a checkpoint to resume from); the
+ranks then meet at a barrier, train, and meet again. Each finished run appends its name to
+``RUNS.json.done`` (rank 0). The first failing run stops the launch with its error.
+"""
+import importlib.util
+import json
+import os.path as osp
+import shutil
+import sys
+
+import torch.distributed as dist
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def train_main():
+    spec = importlib.util.spec_from_file_location('gear_tools_train',
+                                                  osp.join(REPO, 'tools', 'train.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def main(runs_file: str) -> None:
+    with open(runs_file) as f:
+        runs = json.load(f)
+    train = train_main()
+    if runs and runs[0].get('copy'):
+        raise ValueError('the first run cannot copy: no process group exists yet to wait on')
+    for run in runs:
+        if run.get('copy'):
+            if dist.get_rank() == 0:
+                for src, dst in run['copy']:
+                    (shutil.copytree if osp.isdir(src) else shutil.copy)(src, dst)
+            dist.barrier()
+        print(f'[train_many] {run["name"]}: tools/train.py {" ".join(run["argv"])}', flush=True)
+        train(run['argv'])  # the first run starts the process group (GearRunner.setup_env)
+        dist.barrier()
+        if dist.get_rank() == 0:
+            with open(runs_file + '.done', 'a') as f:
+                f.write(run['name'] + '\n')
+
+
+if __name__ == '__main__':
+    main(sys.argv[1])

@@ -1,4 +1,6 @@
 """Shared test fixtures: paths to the repo, ../shared, and real data."""
+import glob
+import json
 import os
 import os.path as osp
 import subprocess
@@ -41,6 +43,15 @@ DISTRIBUTED_ENV = dict(TORCH_DISTRIBUTED_DEBUG='DETAIL')
 # A short process-group timeout for tests: a collective some rank never reaches fails the run
 # within this many seconds instead of hanging CI.
 TEST_DIST_TIMEOUT = 'env_cfg.dist_cfg.timeout=120'
+
+
+def scalars(work_dir):
+    """Every row of a run's ``*/vis_data/scalars.json`` (mmengine's JSON-lines log), in order."""
+    rows = []
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            rows += [json.loads(line) for line in f]
+    return rows
 
 
 def run_tool(args, cwd=REPO, timeout=600, check=True, env=None) -> subprocess.CompletedProcess:

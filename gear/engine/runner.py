@@ -24,7 +24,6 @@
 """
 import contextlib
 import glob
-import os
 import os.path as osp
 import re
 import shutil

@@ -28,7 +28,7 @@ import os.path as osp
 import pytest
 import torch
 
-from ..conftest import DISTRIBUTED_ENV, TEST_DIST_TIMEOUT, run_tool
+from ..conftest import DISTRIBUTED_ENV, TEST_DIST_TIMEOUT, run_tool, scalars
 
 S0 = 'configs/tokenizer/tokenizer_vq_tiny_fashionmnist.py'
 S1 = 'configs/gear/gear_vq_tiny_fashionmnist.py'
@@ -130,14 +130,6 @@ def state_dict(path, weights_only=True):
     return torch.load(path, map_location='cpu', weights_only=weights_only)['state_dict']
 
 
-def scalars(work_dir):
-    rows = []
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            rows += [json.loads(line) for line in f]
-    return rows
-
-
 @pytest.mark.parametrize('name', [f'{s}_{k}' for s, (_, ks) in MATRIX.items() for k in ks])
 def test_shipped_config_runs_to_the_end(launched, name):
     tmp, pipeline_dir, _ = launched
@@ -221,3 +213,21 @@ def test_zero2_resume_continues_the_trajectory(launched):
     assert sorted(resumed) == [3, 4]
     for step in (3, 4):
         assert_close(uninterrupted[step], resumed[step], rtol=1e-6, atol=1e-7)
+
+
+def test_reconstruction_grid_is_rank0s_shard(pipeline_two_procs):
+    """Each rank validates its own shard (DefaultSampler: rank r gets images r, r + 2, ...); only
+    rank 0 writes the grid, so its input row is test images 0, 2, 4, ..."""
+    import numpy as np
+    from PIL import Image
+
+    from gear.datasets.fashion_mnist import FashionMNIST
+    pipeline_dir, _ = pipeline_two_procs
+    grids = sorted(glob.glob(str(pipeline_dir / 'stage0_warmup' / 'vis' / 'recon_iter_*.png')))
+    assert grids, 'no reconstruction grid written'
+    grid = np.asarray(Image.open(grids[-1]).convert('RGB')).astype(np.float32) / 255  # (H, W, 3)
+    test = FashionMNIST(split='test', num_samples=8)
+    for col, index in enumerate((0, 2, 4)):  # padding 1: tile c of row 0 at x = 1 + 33 c
+        tile = grid[1:33, 1 + 33 * col:33 + 33 * col].transpose(2, 0, 1)  # (3, 32, 32)
+        want = ((test[index]['img'] + 1) / 2).numpy()
+        assert np.abs(tile - want).max() <= 1 / 255 + 1e-6, f'tile {col} is not test image {index}'

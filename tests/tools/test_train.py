@@ -1,6 +1,5 @@
 """tools/train.py end to end on real Fashion-MNIST: outputs, resume, and errors before training."""
 import glob
-import json
 import os.path as osp
 
 import pytest
@@ -8,7 +7,7 @@ import torch
 
 from gear.engine.runner import find_latest_checkpoint
 
-from ..conftest import run_tool
+from ..conftest import run_tool, scalars
 
 CONFIG = 'configs/tokenizer/tokenizer_vq_tiny_fashionmnist.py'
 FAST = ['train_dataloader.batch_size=8', 'val_dataloader.dataset.num_samples=16',
@@ -20,14 +19,6 @@ FAST = ['train_dataloader.batch_size=8', 'val_dataloader.dataset.num_samples=16'
 def train(work_dir, max_iters, *args, options=(), check=True):
     return run_tool(['tools/train.py', CONFIG, '--work-dir', str(work_dir), *args, '--cfg-options',
                      f'train_cfg.max_iters={max_iters}', *FAST, *options], check=check)
-
-
-def scalars(work_dir):
-    rows = []
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            rows += [json.loads(line) for line in f]
-    return rows
 
 
 @pytest.fixture(scope='module')

@@ -1,8 +1,10 @@
-"""Write a PNG grid of inputs and their reconstructions at every validation."""
+"""Write a PNG grid of inputs and their reconstructions at every validation (rank 0's first
+validation batch: every rank validates its own shard, and only rank 0 writes)."""
 import os
 import os.path as osp
 
 import torch
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from torchvision.utils import make_grid, save_image
 
@@ -25,8 +27,8 @@ class ReconstructionVisHook(Hook):
         self.nrow = nrow
 
     def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if batch_idx != 0 or not outputs:
-            return
+        if batch_idx != 0 or not outputs or not is_main_process():
+            return  # no collective below: other ranks may skip it
         n = min(self.num_images, len(outputs))
         gt = torch.stack([o['gt_img'] for o in outputs[:n]])      # (n, 3, H, W) in [-1, 1]
         pred = torch.stack([o['pred_img'] for o in outputs[:n]])  # (n, 3, H, W)

@@ -88,8 +88,11 @@ def imagenet_layout(tmp_path_factory) -> str:
 # The tiny pipeline as shipped, shortened in length only (steps, intervals), each stage on two
 # CPU processes under torchrun (--launcher pytorch, gloo, TORCH_DISTRIBUTED_DEBUG=DETAIL).
 PIPELINE = 'configs/pipelines/gear_vq_tiny_fashionmnist.py'
-PIPELINE_LENGTH = ['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
-                   'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=1',
+# A log line every 2 steps and a checkpoint every step: steps 1 and 3 are checkpointed with
+# their values not yet logged, so the flush before the checkpoint (a collective) runs, as with
+# the shipped intervals (logging every step hid that the flush ran on rank 0 alone).
+PIPELINE_LENGTH = ['train_cfg.max_iters=4', 'train_cfg.val_interval=4',
+                   'default_hooks.logger.interval=2', 'default_hooks.checkpoint.interval=1',
                    TEST_DIST_TIMEOUT]
 PIPELINE_EVAL = ['per_class=1', 'reference_images=20', 'tokenizer_images=8', 'analysis_images=8',
                  'sampling.batch_size=5']

@@ -1,6 +1,7 @@
 """Multi-process training as shipped: every tiny config runs to the end on two CPU processes
 (torchrun, gloo, ``TORCH_DISTRIBUTED_DEBUG=DETAIL``) with all its hooks, validation, checkpoints
-and export; only ``max_iters``, ``val_interval`` and ``checkpoint.interval`` are shortened.
+and export; only ``max_iters``, ``val_interval`` and ``checkpoint.interval`` are shortened (the
+shipped log interval, 20, is never reached, so every checkpoint flushes unlogged values first).
 
 Strategies: per-module DDP for every stage (stage 0 -> 1 -> 2 vq-only and the baseline as the
 tiny pipeline under ``--launcher pytorch``, tests/conftest.py; ar-init here); DeepSpeed ZeRO-1
@@ -15,8 +16,9 @@ BatchNorm on the global batch; without it each rank normalises its own batch), 2
 against 1 x batch 8 (one thread, as each rank) from the same stage-0 export: every logged
 ``tokenizer/``, ``discriminator/`` and ``prior/`` value and (DDP) the gradient norm of every group
 agree at steps 1-3 to 1e-4 relative (measured: about 1e-6 for the losses, 2e-6 for the grad
-norms), and so do the validation metrics on 501 images (rank 1 validates a padded duplicate,
-which the evaluator drops). A ZeRO-2 run resumed from its ``iter_2`` reproduces steps 3-4.
+norms), and so do the validation metrics on 501 images after step 2 (rank 1 validates a
+padded duplicate, which the evaluator drops). A ZeRO-2 run resumed from its ``iter_2``
+reproduces steps 3-4.
 
 The matrix and the trajectory runs share one torchrun launch (tests/engine/train_many.py: each
 run is ``tools/train.py``'s ``main`` in the same processes, as in a SLURM task).
@@ -56,7 +58,7 @@ TRAJ_STEPS, TRAJ_BATCH = 4, 8
 COMPARED_STEPS = (1, 2, 3)
 TRAJ = ['model.prior.ar.class_dropout_prob=0', 'model.prior.ar.token_dropout_p=0',
         'model.prior.ar.resid_dropout_p=0', 'model.prior.ar.ffn_dropout_p=0',
-        f'train_cfg.max_iters={TRAJ_STEPS}', f'train_cfg.val_interval={TRAJ_STEPS}',
+        f'train_cfg.max_iters={TRAJ_STEPS}', 'train_cfg.val_interval=2',  # after steps 2, 4
         'default_hooks.logger.interval=1', 'log_processor.window_size=1',
         'default_hooks.checkpoint.interval=2', 'val_dataloader.dataset.num_samples=501',
         TEST_DIST_TIMEOUT]
@@ -138,6 +140,12 @@ def test_shipped_config_runs_to_the_end(launched, name):
     final = state_dict(work_dir / 'final.pth')  # a loadable gear weights file
     assert all(torch.isfinite(v).all() for v in final.values() if v.is_floating_point())
     assert osp.isfile(work_dir / 'iter_1.pth') and osp.isfile(work_dir / 'iter_2.pth')
+    # the shipped log interval (20) is not reached: step 1's values were flushed (a collective,
+    # on both ranks) into the message hub that iter_1.pth saved
+    hub = torch.load(work_dir / 'iter_1.pth', map_location='cpu',
+                     weights_only=False)['message_hub']['log_scalars']
+    loss = 'train/prior/loss' if stage not in GROUPS else 'train/tokenizer/loss'
+    assert len(hub[loss].data[0]) == 1, f'{name}: {loss} not saved at step 1'
     # the last step's validation ran after its checkpoint, on both ranks, and was logged
     val = [r for r in scalars(work_dir) if any(k.startswith(('recon/', 'val/')) for k in r)]
     assert val and val[-1]['step'] == 2, f'{name}: no validation logged at step 2'
@@ -178,9 +186,10 @@ def trajectory(work_dir):
             for r in scalars(work_dir) if 'tokenizer/loss' in r}
 
 
-def validation(work_dir):
-    return [{k: v for k, v in r.items() if k.startswith('recon/')}
-            for r in scalars(work_dir) if 'recon/l1' in r][-1]
+def validation(work_dir, step):
+    rows = [r for r in scalars(work_dir) if 'recon/l1' in r and r['step'] == step]
+    assert len(rows) == 1, f'{work_dir}: no validation at step {step}'
+    return {k: v for k, v in rows[0].items() if k.startswith('recon/')}
 
 
 def assert_close(expected, got, rtol, atol=1e-6):
@@ -202,8 +211,10 @@ def test_two_processes_follow_the_one_process_trajectory(launched, strategy):
         else:
             assert {'grad_norm/tokenizer', 'grad_norm/prior'} <= set(want)
         assert_close(want, got[step], rtol=1e-4)
-    # validation on 501 images: 251 per rank, one padded duplicate dropped by the evaluator
-    assert_close(validation(tmp / 'traj_one'), validation(tmp / f'traj_{strategy}'), rtol=1e-5)
+    # validation after step 2 on 501 images: 251 per rank, rank 1's padded duplicate of image 0
+    # dropped by the evaluator
+    assert_close(validation(tmp / 'traj_one', 2), validation(tmp / f'traj_{strategy}', 2),
+                 rtol=1e-5)
 
 
 def test_zero2_resume_continues_the_trajectory(launched):

@@ -38,13 +38,13 @@ def test_summary_has_every_stage_and_both_curves(ran):
     summary = json.loads((work_dir / 'summary.json').read_text())
     assert set(summary['stages']) == {'stage0_warmup', 'stage1_gear', 'stage2_vqonly', 'baseline'}
     for name, stage in summary['stages'].items():
-        assert stage['complete'] and stage['steps'] == 2, name
+        assert stage['complete'] and stage['steps'] == 4, name
         assert stage['final_losses'], name
     assert 'usage' in summary['stages']['stage1_gear']['codebook']
     assert 'prior/loss_ntp' in summary['stages']['stage1_gear']['final_losses']
     for role in ('gear', 'baseline'):
         curve = summary['curves'][role]
-        assert curve['step'] == [1, 2] and len(curve['loss_ntp']) == 2 and len(curve['loss_align']) == 2
+        assert curve['step'] == [2, 4] and len(curve['loss_ntp']) == 2 and len(curve['loss_align']) == 2
     assert osp.getsize(work_dir / 'curves.png') > 1000
 
 

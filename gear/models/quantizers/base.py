@@ -13,6 +13,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from gear.utils.distributed import is_distributed
+
 
 @dataclass
 class QuantizerOutput:
@@ -40,10 +42,10 @@ def mean_over_ranks(x: Tensor) -> Tensor:
     data parallelism: for ``L(mean_r x_r)`` the true gradient w.r.t. rank r's parameters is
     ``L'(mean) * dx_r / W``; rank r gets ``L'(mean) * dx_r`` here, and DDP / DeepSpeed divide
     the summed gradients by W. One process with batch W*B and W processes with batch B
-    therefore see the same loss and the same gradients (tests/engine/test_entropy_ranks.py).
+    therefore see the same loss and the same gradients (tests/engine/test_rank_equivalence.py).
     Identity when not distributed.
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not is_distributed():
         return x
     total = x.detach().clone()
     dist.all_reduce(total)

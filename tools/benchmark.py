@@ -6,8 +6,8 @@
 
 Stage 0 (TokenizerWarmup), stage 1 (GEAR) and stage 2 (FrozenTokenizerAR) alike: the model and
 its optimizer wrappers are built from the config (mmengine's ``build_optim_wrapper`` with the
-config's constructor) with every checkpoint link cut (``init_from``, ``tokenizer_init``,
-``tokenizer_from``, ``prior_from``) and hub weights off (``TimmTeacher`` and ``LPIPS`` with
+config's constructor) without its ``init_from`` weights (``init_weights`` is not called: the
+cost is the same) and hub weights off (``TimmTeacher`` and ``LPIPS`` with
 ``pretrained_source='none'``: random weights, the same cost). ``model.train_step`` then runs on
 random batches of the configured size, resident on the device, at a step past ``disc_start``.
 
@@ -48,7 +48,6 @@ from gear.utils.checkpoint import atomic_write_bytes  # noqa: E402
 from gear.utils.flops import flop_counter, llamagen_forward_flops  # noqa: E402
 
 PHASES = ('tokenizer_phase', 'discriminator_phase', 'prior_phase')
-CHECKPOINT_LINKS = ('init_from', 'tokenizer_init', 'tokenizer_from', 'prior_from')
 STAGES = (('GEAR', 'stage1'), ('FrozenTokenizerAR', 'stage2'), ('TokenizerWarmup', 'stage0'))
 STEP = 1_000_000  # the message hub's 'iter' during the benchmark: past any disc_start
 
@@ -98,9 +97,6 @@ def _walk(node, fn):
 def benchmark_config(cfg: Config, args) -> Config:
     """The config's model and optimizer, offline and with the benchmark's options."""
     model = cfg.model
-    for key in CHECKPOINT_LINKS:
-        if key in model:
-            model[key] = None
 
     def offline_and_flags(node):
         if node.get('type') in ('TimmTeacher', 'LPIPS'):

@@ -2,4 +2,5 @@
 # frozen stage-1 EMA tokenizer.
 _base_ = ['./ar_vq_l_imagenet_vqonly.py']
 stage1 = 'work_dirs/gear_vq_l_imagenet/final.pth'
-model = dict(prior_from=dict(checkpoint=stage1, modules=dict(prior='prior', prior_ema='prior_ema')))
+model = dict(init_from=[dict(checkpoint=stage1, modules={
+    'tokenizer_ema.module': 'tokenizer', 'prior': 'prior', 'prior_ema': 'prior_ema'})])

@@ -14,7 +14,7 @@ stage1 = 'work_dirs/gear_vq_l_imagenet/final.pth'  # this stage from that stage
 
 model = dict(
     tokenizer={{_base_.tokenizer}},
-    tokenizer_from=dict(checkpoint=stage1, prefix='tokenizer_ema.module'),
+    init_from=[dict(checkpoint=stage1, modules={'tokenizer_ema.module': 'tokenizer'})],
     teachers={{_base_.teachers}},
     prior=dict(ar={{_base_.ar}}, align_depth=8),
 )

@@ -2,4 +2,5 @@
 _base_ = ['./ar_vq_tiny_fashionmnist_vqonly.py']
 stage1 = 'work_dirs/gear_vq_tiny_fashionmnist/final.pth'
 
-model = dict(prior_from=dict(checkpoint=stage1, modules=dict(prior='prior', prior_ema='prior_ema')))
+model = dict(init_from=[dict(checkpoint=stage1, modules={
+    'tokenizer_ema.module': 'tokenizer', 'prior': 'prior', 'prior_ema': 'prior_ema'})])

@@ -18,7 +18,7 @@ lr = 4e-4
 
 model = dict(
     tokenizer={{_base_.tokenizer}},
-    tokenizer_from=dict(checkpoint=stage1, prefix='tokenizer_ema.module'),
+    init_from=[dict(checkpoint=stage1, modules={'tokenizer_ema.module': 'tokenizer'})],
     teachers=dict(effnet=dict(type='EfficientNetLite0Teacher', grid_size=8, image_size=128)),
     prior=dict(ar={{_base_.ar}}, align_depth=2, align_loss=dict(projector_hidden_dim=256)),
     ema_decay=0.99,

@@ -3,4 +3,4 @@
 _base_ = ['./ar_vq_tiny_fashionmnist_vqonly.py']
 stage0 = 'work_dirs/tokenizer_vq_tiny_fashionmnist/final.pth'
 
-model = dict(tokenizer_from=dict(checkpoint=stage0, prefix='tokenizer_ema.module'))
+model = dict(init_from=[dict(checkpoint=stage0, modules={'tokenizer_ema.module': 'tokenizer'})])

@@ -4,7 +4,8 @@
 #   torchrun --nproc_per_node 8 tools/train.py configs/gear/gear_vq_l_imagenet.py --launcher pytorch
 #   (DDP per module; DeepSpeed ZeRO-1/2: --cfg-options deepspeed_cfg.zero_stage=2)
 # Starts from stage 0 (configs/tokenizer/tokenizer_vq16_imagenet.py). To start from the released
-# Warmup-VQ instead: --cfg-options model.init_from=None model.tokenizer_init=vq-with-gan.pt
+# Warmup-VQ instead: --cfg-options model.init_from.0.checkpoint=vq-with-gan.pt
+#   model.init_from.0.modules="{'tokenizer':'tokenizer'}" (its EMA starts from the same weights)
 _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/models/vq16.py',
@@ -18,8 +19,8 @@ stage0 = 'work_dirs/tokenizer_vq16_imagenet/final.pth'  # this stage from that s
 
 model = dict(
     tokenizer={{_base_.tokenizer}},
-    init_from=dict(checkpoint=stage0, modules=dict(
-        tokenizer='tokenizer', tokenizer_ema='tokenizer_ema', discriminator='discriminator')),
+    init_from=[dict(checkpoint=stage0, modules=dict(
+        tokenizer='tokenizer', tokenizer_ema='tokenizer_ema', discriminator='discriminator'))],
     teachers={{_base_.teachers}},
     prior=dict(ar={{_base_.ar}}, align_depth=8),  # D = 8 of 24 blocks for L
     readout=dict(type='SoftReadout', tau=0.1),

@@ -19,8 +19,8 @@ lr = 4e-4  # as stage 0's tiny run
 
 model = dict(
     tokenizer={{_base_.tokenizer}},
-    init_from=dict(checkpoint=stage0, modules=dict(
-        tokenizer='tokenizer', tokenizer_ema='tokenizer_ema', discriminator='discriminator')),
+    init_from=[dict(checkpoint=stage0, modules=dict(
+        tokenizer='tokenizer', tokenizer_ema='tokenizer_ema', discriminator='discriminator'))],
     # the offline teacher, at 128 px (the images are 32 px) on the 8x8 token grid
     teachers=dict(effnet=dict(type='EfficientNetLite0Teacher', grid_size=8, image_size=128)),
     prior=dict(ar={{_base_.ar}}, align_depth=2,  # 2 of 4 blocks (the paper: 8 of 24 for L)

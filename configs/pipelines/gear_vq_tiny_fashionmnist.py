@@ -8,11 +8,11 @@ work_dir = 'work_dirs/pipeline_gear_vq_tiny_fashionmnist'
 stages = [
     dict(name='stage0_warmup', config='configs/tokenizer/tokenizer_vq_tiny_fashionmnist.py'),
     dict(name='stage1_gear', config='configs/gear/gear_vq_tiny_fashionmnist.py',
-         inputs={'model.init_from.checkpoint': 'stage0_warmup'}),
+         inputs={'model.init_from.0.checkpoint': 'stage0_warmup'}),
     dict(name='stage2_vqonly', config='configs/ar/ar_vq_tiny_fashionmnist_vqonly.py',
-         inputs={'model.tokenizer_from.checkpoint': 'stage1_gear'}),
+         inputs={'model.init_from.0.checkpoint': 'stage1_gear'}),
     dict(name='baseline', config='configs/ar/baseline_vq_tiny_fashionmnist.py',
-         inputs={'model.tokenizer_from.checkpoint': 'stage0_warmup'}),
+         inputs={'model.init_from.0.checkpoint': 'stage0_warmup'}),
 ]
 # summary.json and curves.png compare these two ARs: same AR, data and steps, different tokenizer
 compare = dict(gear='stage2_vqonly', baseline='baseline')

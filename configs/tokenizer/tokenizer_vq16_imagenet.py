@@ -12,7 +12,9 @@ _base_ = [
 
 model = dict(
     tokenizer={{_base_.tokenizer}},
-    tokenizer_init='checkpoints/vq_ds16_c2i.pt',  # LlamaGen's released VQ-16 (tools/download.py)
+    # LlamaGen's released VQ-16 (https://huggingface.co/FoundationVision/LlamaGen, vq_ds16_c2i.pt),
+    # converted on load; the EMA starts from the same weights
+    init_from=[dict(checkpoint='checkpoints/vq_ds16_c2i.pt', modules=dict(tokenizer='tokenizer'))],
     perceptual_loss=dict(type='LPIPS', net='vgg', loss_weight=1.0),  # ImageNet VGG16 weights
     gan_loss=dict(type='GANLoss', loss_type='hinge', loss_weight=0.1, disc_start=0),
     ema_decay=0.9999,

@@ -7,12 +7,11 @@ Two kinds of file load (see ``gear.utils.checkpoint``):
 - a *training checkpoint* (``iter_N.pth``, mmengine's format) together with ``config``, the
   config file of the run that wrote it.
 
-Either way the stage-to-stage initialisation of the config (``init_from``, ``tokenizer_init``,
-``tokenizer_from``, ``prior_from``) is NOT re-run: every weight comes from the checkpoint, so
-the files an earlier stage wrote need not exist any more. Frozen teachers and perceptual nets
+Either way the model's ``init_from`` (the earlier stage's weights, applied only by
+``init_weights``) is NOT run: every weight comes from the checkpoint, so the files an earlier
+stage wrote need not exist any more. Frozen teachers and perceptual nets
 are built from their offline weights; they are not in checkpoints.
 """
-import copy
 import os.path as osp
 import re
 from typing import Optional, Tuple
@@ -25,23 +24,6 @@ from torch import nn
 from gear.registry import MODELS
 from gear.utils.checkpoint import (SCHEMA_VERSION, CheckpointError, file_sha256, load_file,
                                    load_state_dict_strict)
-
-# Config keys that load weights from another file while the model is built: dropped (or set to
-# None where the argument is required), since the checkpoint being loaded holds those weights.
-INIT_KEYS = ('init_from', 'tokenizer_init', 'prior_from')
-REQUIRED_INIT_KEYS = ('tokenizer_from',)
-
-
-def model_config_for_loading(model_cfg: dict) -> dict:
-    """A copy of a model config with the stage-to-stage initialisation keys removed."""
-    cfg = copy.deepcopy(dict(model_cfg))
-    for key in INIT_KEYS:
-        cfg.pop(key, None)
-    for key in REQUIRED_INIT_KEYS:
-        if key in cfg:
-            cfg[key] = None
-    return cfg
-
 
 def _read_model_config(config: str) -> dict:
     cfg = Config.fromfile(config)
@@ -108,7 +90,7 @@ def load_model(checkpoint: str, config: Optional[str] = None, device: str = 'cpu
     if 'type' not in model_cfg:
         raise CheckpointError(f'the model config of {checkpoint} has no "type"')
     with DefaultScope.overwrite_default_scope('gear'):
-        model = MODELS.build(model_config_for_loading(model_cfg))
+        model = MODELS.build(model_cfg)  # init_weights (and so init_from) is not called
     load_state_dict_strict(model, state_dict, source=checkpoint)
     return model.to(device).eval()
 

@@ -70,13 +70,13 @@ class Study:
         for variant, extra in self.variants.items():
             for seed in self.variant_seeds[variant]:
                 name = stage1_name(variant, seed)
-                stages.append(Stage(name, self.stage1, {'model.init_from.checkpoint': WARMUP},
+                stages.append(Stage(name, self.stage1, {'model.init_from.0.checkpoint': WARMUP},
                                     opts('stage1', seed, extra)))
                 stages.append(Stage(ar_name(variant, seed), self.ar,
-                                    {'model.tokenizer_from.checkpoint': name}, opts('ar', seed)))
+                                    {'model.init_from.0.checkpoint': name}, opts('ar', seed)))
         for seed in self.seeds:
             stages.append(Stage(ar_name('baseline', seed), self.ar,
-                                {'model.tokenizer_from.checkpoint': WARMUP}, opts('ar', seed)))
+                                {'model.init_from.0.checkpoint': WARMUP}, opts('ar', seed)))
         evaluate = {k: v for k, v in self.evaluate.items() if k != 'seeds'}
         return Pipeline(work_dir=self.work_dir, stages=stages, source=self.source,
                         evaluate=dict(evaluate, stages=self.evaluated_stages()))

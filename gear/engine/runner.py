@@ -37,10 +37,9 @@ from mmengine.fileio import LocalBackend, register_backend
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
-from gear.models.tokenizer_warmup import gathered
 from gear.registry import MODEL_WRAPPERS, RUNNERS
 from gear.utils.checkpoint import atomic_write_bytes, load_file, load_state_dict_strict
-from gear.utils.distributed import broadcast_coalesced, init_process_group, set_timeout
+from gear.utils.distributed import broadcast_coalesced, gathered, init_process_group, set_timeout
 from gear.utils.sync_batchnorm import convert_sync_batchnorm
 
 from .zero import GearDeepSpeedWrapper, engine_dir
@@ -134,6 +133,7 @@ class GearRunner(Runner):
         fragment), ``GearDeepSpeedWrapper``."""
         if is_model_wrapper(model):
             return model
+        self._start_from_earlier_stage(model)
         model = model.to(get_device())
         deepspeed_cfg = self.cfg.get('deepspeed_cfg')
         if not self.distributed:
@@ -157,12 +157,28 @@ class GearRunner(Runner):
         model_wrapper_cfg = dict(model_wrapper_cfg or dict(type='GearDistributedDataParallel'))
         return MODEL_WRAPPERS.build(model_wrapper_cfg, default_args=dict(module=model))
 
+    def _start_from_earlier_stage(self, model) -> None:
+        """Apply the model's ``init_from`` (``init_weights``) before the model is wrapped, so
+        DeepSpeed's master weights start from it; skip it when a checkpoint will provide every
+        weight (``--resume`` that finds one, ``load_from``): resuming never needs the earlier
+        stage's file."""
+        if not hasattr(model, 'skip_init_from'):
+            return
+        source = self._load_from
+        if self._resume and source is None:
+            source = find_latest_checkpoint(self.work_dir)
+        if source is not None:
+            model.skip_init_from(f'the weights come from {source}')
+        else:
+            model.init_weights()
+
     def _init_model_weights(self) -> None:
         """mmengine's, with rank 0's weights sent in a few coalesced broadcasts (mmengine sends
         every state-dict entry on its own)."""
         model = self.model.module if is_model_wrapper(self.model) else self.model
         if hasattr(model, 'init_weights'):
-            model.init_weights()
+            if not getattr(model, '_is_init', False):  # already run by wrap_model
+                model.init_weights()
             broadcast_coalesced(model.state_dict().values())
 
     @property

@@ -4,66 +4,66 @@
     y      = teachers(x)                        frozen, no grad
     (3) prior  loss = CE(AR(tokens[:, :-1], class), tokens) + lambda_ar * align(proj(AR_{<=D}(tokens)), y)
     (4) EMA(prior)
-One model, three configs: ``ar-init`` (continue the stage-1 prior on the stage-1 EMA tokenizer),
-``vq-only`` (fresh prior on the stage-1 EMA tokenizer), baseline (fresh prior on the stage-0 EMA
-tokenizer). Optimizer group: ``prior``.
+One model, three configs, which differ in ``init_from`` only: ``ar-init`` (continue the stage-1
+prior on the stage-1 EMA tokenizer), ``vq-only`` (fresh prior on the stage-1 EMA tokenizer),
+baseline (fresh prior on the stage-0 EMA tokenizer). Optimizer group: ``prior``.
 """
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModel
-from mmengine.optim import OptimWrapperDict
+from mmengine.model import ExponentialMovingAverage
+from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import Tensor
 
-from gear.apis.weights import load_submodules, load_tokenizer_weights
 from gear.registry import MODELS, TOKENIZERS
 from gear.utils.frozen import freeze
 
-from .code_usage import CodeUsageMeter
-from .prior import PriorPhaseMixin
-from .tokenizer_warmup import TrainModules
 from .align_eval import per_sample_alignment
+from .code_usage import CodeUsageMeter
+from .phases import prior_step, update_ema
+from .prior import build_prior, build_teachers, teacher_features
+from .stage_model import StageModel
 
 
 @MODELS.register_module()
-class FrozenTokenizerAR(PriorPhaseMixin, TrainModules, BaseModel):
+class FrozenTokenizerAR(StageModel):
     """AR (+ REPA) on a frozen tokenizer.
 
     Args:
         tokenizer (dict): TOKENIZERS config (architecture of the frozen tokenizer).
-        tokenizer_from (dict): where its weights come from: ``dict(checkpoint=PATH,
-            prefix='tokenizer_ema.module')`` for an earlier stage's ``final.pth`` (the EMA
-            tokenizer), or ``dict(checkpoint=PATH)`` for a tokenizer weights file or a released
-            tokenizer checkpoint; None when the weights come from a checkpoint of this model
-            loaded afterwards (``gear.apis.load_model``).
         prior (dict): ``Prior`` kwargs: ``ar``, ``align_loss``, ``align_depth``.
         teachers (dict): name -> ALIGN_ENCODERS config.
         lambda_ar (float): weight of the hard-branch alignment.
         ema_decay (float): decay of the prior EMA.
-        prior_from (dict, optional): ``dict(checkpoint=PATH, modules={'prior': 'prior',
-            'prior_ema': 'prior_ema'})`` to continue a stage-1 prior (``ar-init``).
         val_use_ema (bool): validate the EMA prior (default) or the online one.
+        init_from (list[dict], optional): where the tokenizer (and, for ``ar-init``, the prior)
+            come from, e.g. ``[dict(checkpoint=STAGE1, modules={'tokenizer_ema.module':
+            'tokenizer', 'prior': 'prior', 'prior_ema': 'prior_ema'})]``, or a released tokenizer
+            with ``modules=dict(tokenizer='tokenizer')`` (``gear.models.init_from``).
     """
     train_module_names = ('prior',)  # the tokenizer is frozen: never in a DDP / DeepSpeed engine
+    ema_of = dict(prior_ema='prior')
 
-    def __init__(self, tokenizer: dict, tokenizer_from: Optional[dict], prior: dict, teachers: dict,
-                 lambda_ar: float = 0.5, ema_decay: float = 0.9999,
-                 prior_from: Optional[dict] = None, val_use_ema: bool = True,
+    def __init__(self, tokenizer: dict, prior: dict, teachers: dict, lambda_ar: float = 0.5,
+                 ema_decay: float = 0.9999, val_use_ema: bool = True,
+                 init_from: Optional[Sequence[dict]] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.tokenizer = TOKENIZERS.build(tokenizer)
-        prefix = tokenizer_from.get('prefix') if tokenizer_from is not None else None
-        if prefix:
-            load_submodules(self, tokenizer_from['checkpoint'], {prefix: 'tokenizer'})
-        elif tokenizer_from is not None:
-            load_tokenizer_weights(self.tokenizer, tokenizer_from['checkpoint'])
-        freeze(self.tokenizer)
-        self.build_prior(prior, teachers, self.tokenizer.codebook_size, ema_decay)
-        if prior_from is not None:
-            load_submodules(self, prior_from['checkpoint'], prior_from['modules'])
+        super().__init__(init_from, data_preprocessor, init_cfg)
+        self.tokenizer = freeze(TOKENIZERS.build(tokenizer))
+        self.teachers = build_teachers(teachers)
+        self.prior = build_prior(prior, self.teachers, self.tokenizer.codebook_size)
+        self.prior_ema = ExponentialMovingAverage(self.prior, momentum=1.0 - ema_decay)
         self.code_usage = CodeUsageMeter(self.tokenizer.codebook_size)
         self.lambda_ar, self.val_use_ema = lambda_ar, val_use_ema
+
+    def init_weights(self) -> None:
+        """Training starts: ``init_from`` must load the frozen tokenizer (else it stays random)."""
+        if not self._init_from_applied and not any(
+                'tokenizer' in e['modules'].values() for e in self.init_from):
+            raise ValueError("model.init_from must load the frozen tokenizer, e.g. [dict(checkpoint="
+                             "STAGE1_FINAL, modules={'tokenizer_ema.module': 'tokenizer'})]")
+        super().init_weights()
 
     def train(self, mode: bool = True) -> 'FrozenTokenizerAR':
         super().train(mode)
@@ -78,11 +78,19 @@ class FrozenTokenizerAR(PriorPhaseMixin, TrainModules, BaseModel):
     def train_step(self, data: dict, optim_wrapper: OptimWrapperDict) -> Dict[str, Tensor]:
         data = self.data_preprocessor(data, True)
         x, cond = data['img'], data['label']
-        tokens, y = self.encode(x), self.teacher_features(x)
-        logs = self.prior_phase(tokens, cond, y, optim_wrapper['prior'])
-        self.update_prior_ema()
+        tokens, y = self.encode(x), self.teacher_features(x)  # (B, N) long; {name: (B, N, C)}
+        logs = self.prior_phase(tokens, cond, y, optim_wrapper['prior'])  # (3)
+        update_ema(self.prior_ema, self.prior)                            # (4)
         self.code_usage.update(tokens)
         return logs
+
+    def prior_phase(self, tokens: Tensor, cond: Tensor, y: Dict[str, Tensor],
+                    optim: OptimWrapper) -> Dict[str, Tensor]:
+        """(3) Step AR + projectors on the frozen tokenizer's tokens (B, N)."""
+        return prior_step(self.train_module('prior'), tokens, cond, y, self.lambda_ar, optim)
+
+    def teacher_features(self, x: Tensor) -> Dict[str, Tensor]:
+        return teacher_features(self.teachers, x)
 
     def forward(self, img: Tensor, label: Tensor, mode: str = 'tensor'):
         """``mode='tensor'``: next-token logits (B, N, V) of the evaluation prior."""

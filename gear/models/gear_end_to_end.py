@@ -1,6 +1,6 @@
 """Ablation: GEAR with the next-token loss reaching the tokenizer (straight-through end to end).
 
-Everything is GEAR (``gear_model.py``) except the tokenizer phase's guidance, which adds
+The step is GEAR's (``gear.py``) except the tokenizer phase, which adds
 
     st  = hard one-hot of argmin d, carrying the gradient of softmax(-d / tau)     (B, N, K)
     loss_ntp_st = ntp_weight * CE(AR(st[:, :-1], class), st)       prior frozen, eval mode
@@ -9,39 +9,122 @@ so the tokenizer is rewarded for token sequences its (frozen) AR predicts well, 
 AR's inputs and the targets. REFERENCE.md: this is the variant that collapses the codebook
 (gFID about 105); GEAR exists to avoid it. The prior phase is unchanged (hard, detached tokens).
 """
-from typing import Dict, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
+from mmengine.model import ExponentialMovingAverage
+from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import Tensor
 
-from gear.registry import MODELS, READOUTS
+from gear.registry import DISCRIMINATORS, LOSSES, MODELS, READOUTS, TOKENIZERS
+from gear.utils.frozen import frozen
 
-from .gear_model import GEAR
+from .assignment_stats import assignment_stats
+from .code_usage import CodeUsageMeter
+from .phases import (current_step, discriminator_step, prefixed, prior_step,
+                     reconstruction_losses, reconstruction_outputs, update_ema)
+from .prior import build_prior, build_teachers, teacher_features
+from .stage_model import StageModel
 
 
 @MODELS.register_module()
-class GEAREndToEnd(GEAR):
-    """``GEAR`` whose tokenizer also minimises the AR's next-token loss (an ablation).
+class GEAREndToEnd(StageModel):
+    """GEAR whose tokenizer also minimises the AR's next-token loss (an ablation).
 
     Args:
         ntp_weight (float): weight of the straight-through next-token loss in the tokenizer loss.
         st_readout (dict): READOUTS config of the straight-through read-out.
         Everything else as ``GEAR``.
     """
+    train_module_names = ('tokenizer', 'discriminator', 'prior')
+    ema_of = dict(tokenizer_ema='tokenizer', prior_ema='prior')
 
-    def __init__(self, *args, ntp_weight: float = 1.0,
-                 st_readout: dict = dict(type='StraightThroughReadout', tau=0.1), **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, tokenizer: dict, discriminator: dict, prior: dict, teachers: dict,
+                 recon_loss: dict, gan_loss: dict, perceptual_loss: Optional[dict] = None,
+                 readout: dict = dict(type='SoftReadout', tau=0.1), lambda_align: float = 0.5,
+                 lambda_ar: float = 0.5, ema_decay: float = 0.9999, val_use_ema: bool = True,
+                 ntp_weight: float = 1.0,
+                 st_readout: dict = dict(type='StraightThroughReadout', tau=0.1),
+                 init_from: Optional[Sequence[dict]] = None,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
+        super().__init__(init_from, data_preprocessor, init_cfg)
+        self.tokenizer = TOKENIZERS.build(tokenizer)
+        self.discriminator = DISCRIMINATORS.build(discriminator)
+        self.recon_loss = LOSSES.build(recon_loss)
+        self.perceptual_loss = LOSSES.build(perceptual_loss) if perceptual_loss else None
+        self.gan_loss = LOSSES.build(gan_loss)
+        self.tokenizer_ema = ExponentialMovingAverage(self.tokenizer, momentum=1.0 - ema_decay)
+        self.code_usage = CodeUsageMeter(self.tokenizer.codebook_size)
+        self.teachers = build_teachers(teachers)
+        self.prior = build_prior(prior, self.teachers, self.tokenizer.codebook_size)
+        self.prior_ema = ExponentialMovingAverage(self.prior, momentum=1.0 - ema_decay)
+        self.readout = READOUTS.build(readout)
+        self.lambda_align, self.lambda_ar, self.val_use_ema = lambda_align, lambda_ar, val_use_ema
         self.st_readout = READOUTS.build(st_readout)
         if not getattr(self.st_readout, 'returns_probs', False):
             raise ValueError(f'st_readout must return probabilities, got {st_readout}')
         self.ntp_weight = ntp_weight
 
-    def guidance_losses(self, q, cond: Tensor, targets: Dict[str, Tensor]
-                        ) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
-        losses, metrics = super().guidance_losses(q, cond, targets)
-        st = self.st_readout(q.d)  # (B, N, K): forward one-hot, backward soft
-        logits = self.prior.ar(st[:, :-1], cond).logits  # (B, N, K), position k predicts token k
-        log_probs = torch.log_softmax(logits.float(), dim=-1)
-        losses['loss_ntp_st'] = self.ntp_weight * -(st * log_probs).sum(-1).mean()
-        return losses, metrics
+    # ------------------------------------------------------------------ training
+    def train_step(self, data: dict, optim_wrapper: OptimWrapperDict) -> Dict[str, Tensor]:
+        data = self.data_preprocessor(data, True)
+        x, cond, step = data['img'], data['label'], current_step()
+        y = self.teacher_features(x)  # {name: (B, N, C)}, no grad
+        tokenizer = self.train_module('tokenizer')
+        with optim_wrapper['tokenizer'].optim_context(tokenizer):  # bf16 autocast under AMP
+            x_hat, q = tokenizer(x)  # the one tokenizer forward of the step
+        logs = self.tokenizer_phase(x, x_hat, q, cond, y, optim_wrapper['tokenizer'], step)  # (1)
+        if self.gan_loss.is_active(step):
+            logs |= self.discriminator_phase(x, x_hat, optim_wrapper['discriminator'])       # (2)
+        tokens = q.indices.detach().flatten(1)  # (B, h, w) -> (B, N): hard, no gradient
+        logs |= self.prior_phase(tokens, cond, y, optim_wrapper['prior'])                    # (3)
+        update_ema(self.tokenizer_ema, self.tokenizer)                                        # (4)
+        update_ema(self.prior_ema, self.prior)
+        self.code_usage.update(q.indices)
+        return logs | assignment_stats(q.d, getattr(self.readout, 'tau', 1.0))
+
+    def tokenizer_phase(self, x: Tensor, x_hat: Tensor, q, cond: Tensor,
+                        y: Dict[str, Tensor], optim: OptimWrapper, step: int) -> Dict[str, Tensor]:
+        """(1) GEAR's tokenizer step plus the straight-through next-token loss; the prior and
+        D only pass gradients through."""
+        with frozen(self.prior, eval_mode=True), frozen(self.discriminator), \
+                optim.optim_context(self.train_module('tokenizer')):
+            losses = reconstruction_losses(x, x_hat, q, step, self.recon_loss,
+                                           self.perceptual_loss, self.gan_loss, self.discriminator)
+            loss_align, metrics = self.prior.align(self.readout(q.d), cond, y)  # (B, N, K) soft
+            losses['loss_align_soft'] = self.lambda_align * loss_align
+            st = self.st_readout(q.d)  # (B, N, K): forward one-hot, backward soft
+            logits = self.prior.ar(st[:, :-1], cond).logits  # (B, N, K): position k predicts k
+            log_probs = torch.log_softmax(logits.float(), dim=-1)
+            losses['loss_ntp_st'] = self.ntp_weight * -(st * log_probs).sum(-1).mean()
+            loss = sum(losses.values())
+            optim.update_params(loss)
+        return prefixed('tokenizer', losses, loss, metrics, metric_prefix='soft_')
+
+    def discriminator_phase(self, x: Tensor, x_hat: Tensor, optim: OptimWrapper) -> Dict[str, Tensor]:
+        """(2) Step D on real images vs detached reconstructions: no gradient to the tokenizer."""
+        return discriminator_step(self.train_module('discriminator'), self.gan_loss, x,
+                                  x_hat.detach(), optim)
+
+    def prior_phase(self, tokens: Tensor, cond: Tensor, y: Dict[str, Tensor],
+                    optim: OptimWrapper) -> Dict[str, Tensor]:
+        """(3) Step AR + projectors on hard tokens (B, N), which carry no gradient."""
+        return prior_step(self.train_module('prior'), tokens, cond, y, self.lambda_ar, optim)
+
+    def teacher_features(self, x: Tensor) -> Dict[str, Tensor]:
+        return teacher_features(self.teachers, x)
+
+    # ------------------------------------------------------------------ inference
+    @property
+    def eval_tokenizer(self):
+        return self.tokenizer_ema.module if self.val_use_ema else self.tokenizer
+
+    def forward(self, img: Tensor, label: Optional[Tensor] = None, mode: str = 'tensor'):
+        """``mode='tensor'``: reconstruction of ``img`` by the evaluation tokenizer."""
+        return self.eval_tokenizer(img)[0]
+
+    @torch.no_grad()
+    def val_step(self, data: dict) -> List[dict]:
+        return reconstruction_outputs(self.eval_tokenizer, self.data_preprocessor(data, False)['img'])
+
+    test_step = val_step

@@ -9,20 +9,16 @@ Two read-outs of one codebook assignment enter the same AR:
   returns the alignment loss (GEAR step 1, where the caller freezes the prior).
 Hidden position k has seen the class token and tokens < k and is aligned to teacher patch k.
 
-``PriorPhaseMixin`` is the prior's optimizer phase, shared by GEAR (stage 1) and the
-frozen-tokenizer stages (stage 2, baseline).
+``build_prior`` builds it for a tokenizer and its teachers (stage 1, stage 2 and the baseline);
+the prior's optimizer phase is ``gear.models.phases.prior_step``.
 """
 from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import ExponentialMovingAverage
-from mmengine.optim import OptimWrapper
 from torch import Tensor, nn
 
 from gear.registry import ALIGN_ENCODERS, ALIGN_LOSSES, AR_BACKBONES
-
-from .tokenizer_warmup import gathered, prefixed
 
 
 class Prior(nn.Module):
@@ -84,33 +80,16 @@ def build_teachers(teachers: Dict[str, dict]) -> nn.ModuleDict:
     return built
 
 
-class PriorPhaseMixin:
-    """The prior's optimizer phase, shared by GEAR (stage 1) and the frozen-tokenizer stages."""
+def build_prior(prior: dict, teachers: nn.ModuleDict, codebook_size: int) -> Prior:
+    """The prior (AR + one projector per teacher) for a tokenizer of ``codebook_size`` codes."""
+    built = Prior(**prior, teacher_dims={n: t.feature_dim for n, t in teachers.items()})
+    if built.ar.vocab_size != codebook_size:
+        raise ValueError(f'prior.ar.vocab_size {built.ar.vocab_size} != tokenizer '
+                         f'codebook size {codebook_size}')
+    return built
 
-    def build_prior(self, prior: dict, teachers: dict, codebook_size: int, ema_decay: float) -> None:
-        """Frozen teachers, the prior (AR + projectors, one per teacher) and its EMA."""
-        self.teachers = build_teachers(teachers)
-        self.prior = Prior(**prior, teacher_dims={n: t.feature_dim for n, t in self.teachers.items()})
-        if self.prior.ar.vocab_size != codebook_size:
-            raise ValueError(f'prior.ar.vocab_size {self.prior.ar.vocab_size} != tokenizer '
-                             f'codebook size {codebook_size}')
-        self.prior_ema = ExponentialMovingAverage(self.prior, momentum=1.0 - ema_decay)
 
-    def update_prior_ema(self) -> None:
-        with gathered(self.prior):  # whole parameters under ZeRO-3
-            self.prior_ema.update_parameters(self.prior)
-
-    @torch.no_grad()
-    def teacher_features(self, x: Tensor) -> Dict[str, Tensor]:
-        return {name: teacher(x) for name, teacher in self.teachers.items()}  # {n: (B, N, C)}
-
-    def prior_phase(self, tokens: Tensor, cond: Tensor, targets: Dict[str, Tensor],
-                    optim: OptimWrapper) -> Dict[str, Tensor]:
-        """(3) Step AR + projectors on hard tokens (B, N); ``tokens`` carry no gradient."""
-        prior = self.train_module('prior')  # Prior.forward = ntp_and_align
-        with optim.optim_context(prior):
-            losses, metrics = prior(tokens, cond, targets)
-            losses['loss_align'] = self.lambda_ar * losses['loss_align']
-            loss = sum(losses.values())
-            optim.update_params(loss)
-        return prefixed('prior', losses, loss) | {f'prior/{k}': v for k, v in metrics.items()}
+@torch.no_grad()
+def teacher_features(teachers: nn.ModuleDict, x: Tensor) -> Dict[str, Tensor]:
+    """Frozen teachers' patch features on the token grid: {name: (B, N, C)}, no gradient."""
+    return {name: teacher(x) for name, teacher in teachers.items()}

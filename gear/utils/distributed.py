@@ -13,7 +13,9 @@ an error that names the rank and the collective when one fails.
 - ``broadcast_coalesced(tensors)``: rank 0's values to every rank in one broadcast per bucket of
   one device and dtype (mmengine's runner sends every state-dict entry on its own: hundreds of
   collectives at start-up).
+- ``gathered(module)``: ZeRO-3-partitioned parameters whole for a block (EMA updates, loading).
 """
+import contextlib
 import datetime
 import os
 import traceback
@@ -22,6 +24,7 @@ from typing import Iterable, Optional
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 _TORCH_DIR = os.sep + os.path.join('torch', '')
 _state = {'timeout_s': None, 'ddp_group': None}
@@ -125,3 +128,14 @@ def _buckets(tensors, limit: int):
         size += t.numel()
     if bucket:
         yield bucket
+
+
+def gathered(module: nn.Module, modifier_rank: Optional[int] = None):
+    """Context in which ZeRO-3-partitioned parameters of ``module`` are whole (collective: every
+    rank must enter it); a no-op for ordinary parameters. With ``modifier_rank``, that rank's
+    in-place changes are kept (re-partitioned) on exit."""
+    params = [p for p in module.parameters() if hasattr(p, 'ds_id')]
+    if not params:
+        return contextlib.nullcontext()
+    import deepspeed
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=modifier_rank)

@@ -29,12 +29,11 @@ TINY['prior']['ar']['block_size'] = 16
 TINY['teachers']['effnet']['grid_size'] = 4
 # Stage-to-stage links that point nowhere: load_model must not follow them.
 GONE = '/nonexistent/stage0/final.pth'
-GEAR_ARCH = dict(TINY, tokenizer_init=GONE,
-                 init_from=dict(checkpoint=GONE, modules=dict(tokenizer='tokenizer')))
+GEAR_ARCH = dict(TINY, init_from=[dict(checkpoint=GONE, modules=dict(tokenizer='tokenizer'))])
 STAGE2_ARCH = dict(type='FrozenTokenizerAR', tokenizer=TINY['tokenizer'],
-                   tokenizer_from=dict(checkpoint=GONE, prefix='tokenizer_ema.module'),
-                   prior=TINY['prior'], teachers=TINY['teachers'], ema_decay=0.9,
-                   prior_from=dict(checkpoint=GONE, modules=dict(prior='prior')))
+                   init_from=[dict(checkpoint=GONE, modules={'tokenizer_ema.module': 'tokenizer',
+                                                             'prior': 'prior'})],
+                   prior=TINY['prior'], teachers=TINY['teachers'], ema_decay=0.9)
 
 
 def _perturb(module: torch.nn.Module, scale: float) -> None:
@@ -47,12 +46,7 @@ def build_trained(cfg: dict, seed: int = 0):
     """A tiny model whose weights look trained: non-zero AR head, EMA != online weights."""
     torch.manual_seed(seed)
     MessageHub.get_instance('gear-apis-sampling').update_info('iter', 0)
-    cfg = copy.deepcopy(cfg)
-    for key in ('tokenizer_init', 'init_from', 'prior_from'):
-        cfg.pop(key, None)
-    if 'tokenizer_from' in cfg:
-        cfg['tokenizer_from'] = None
-    model = MODELS.build(cfg)
+    model = MODELS.build(copy.deepcopy(cfg))  # init_weights not called: init_from not followed
     for prior in (model.prior, model.prior_ema.module):
         with torch.no_grad():
             prior.ar.output.weight.normal_(0, 0.5)

@@ -29,16 +29,24 @@ def stage1_weights(tmp_path_factory):
     return gear, path
 
 
-def stage2_cfg(path, **kw):
+def stage2_cfg(path, modules=None, **kw):
+    """The stage-2 model of ``path``, built and initialised as the runner does."""
+    modules = modules or {'tokenizer_ema.module': 'tokenizer'}
     return dict(type='FrozenTokenizerAR', tokenizer=TINY_GEAR['tokenizer'],
-                tokenizer_from=dict(checkpoint=path, prefix='tokenizer_ema.module'),
+                init_from=[dict(checkpoint=path, modules=modules)],
                 prior=copy.deepcopy(TINY_GEAR['prior']), teachers=TINY_GEAR['teachers'],
                 ema_decay=0.9, **kw)
 
 
+def build(cfg):
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model
+
+
 def test_tokenizer_is_the_earlier_stage_ema_and_stays_frozen(stage1_weights):
     gear, path = stage1_weights
-    model = MODELS.build(stage2_cfg(path)).train()
+    model = build(stage2_cfg(path)).train()
     for a, b in zip(model.tokenizer.parameters(), gear.tokenizer_ema.module.parameters()):
         assert torch.equal(a, b)
     assert not model.tokenizer.training and not any(p.requires_grad for p in model.tokenizer.parameters())
@@ -56,9 +64,9 @@ def test_tokenizer_is_the_earlier_stage_ema_and_stays_frozen(stage1_weights):
 
 def test_ar_init_continues_the_stage1_prior(stage1_weights):
     gear, path = stage1_weights
-    fresh = MODELS.build(stage2_cfg(path))
-    init = MODELS.build(stage2_cfg(path, prior_from=dict(
-        checkpoint=path, modules=dict(prior='prior', prior_ema='prior_ema'))))
+    fresh = build(stage2_cfg(path))
+    init = build(stage2_cfg(path, modules={'tokenizer_ema.module': 'tokenizer', 'prior': 'prior',
+                                           'prior_ema': 'prior_ema'}))
     for a, b, c in zip(init.prior.parameters(), gear.prior.parameters(), fresh.prior.parameters()):
         assert torch.equal(a, b)
     assert any(not torch.equal(a, c) for a, c in zip(init.prior.parameters(), fresh.prior.parameters()))
@@ -66,8 +74,15 @@ def test_ar_init_continues_the_stage1_prior(stage1_weights):
 
 def test_missing_prefix_and_missing_file_name_the_problem(stage1_weights, tmp_path):
     _, path = stage1_weights
-    with pytest.raises(CheckpointError, match=r"no weights under 'vq_ema'.*tokenizer_ema"):
-        MODELS.build(stage2_cfg(path) | dict(tokenizer_from=dict(checkpoint=path, prefix='vq_ema')))
+    with pytest.raises(CheckpointError, match=r"init_from\[0\].*no weights under 'vq_ema'.*tokenizer_ema"):
+        build(stage2_cfg(path, modules={'vq_ema': 'tokenizer'}))
     missing = str(tmp_path / 'nope.pth')
     with pytest.raises(CheckpointError, match='not found: .*nope.pth'):
-        MODELS.build(stage2_cfg(missing))
+        build(stage2_cfg(missing))
+
+
+def test_training_without_a_tokenizer_source_is_an_error(stage1_weights):
+    _, path = stage1_weights
+    model = MODELS.build(stage2_cfg(path, modules=dict(prior='prior')))
+    with pytest.raises(ValueError, match='init_from must load the frozen tokenizer'):
+        model.init_weights()

@@ -13,28 +13,43 @@ from gear.registry import MODELS
 from .test_gear_invariants import OPTIM, TINY_GEAR, data, snapshot, unchanged
 
 
-def build():
+def build(ntp_weight: float = 1.0):
     torch.manual_seed(0)
     MessageHub.get_instance('gear-end-to-end').update_info('iter', 0)
-    model = MODELS.build(dict(TINY_GEAR, type='GEAREndToEnd', ntp_weight=1.0))
+    model = MODELS.build(dict(TINY_GEAR, type='GEAREndToEnd', ntp_weight=ntp_weight))
     with torch.no_grad():
         model.prior.ar.output.weight.normal_(0, 0.02)
     return model.train()
 
 
-def test_straight_through_ntp_reaches_the_encoder_and_equals_hard_cross_entropy():
-    m = build()
+def tokenizer_step(ntp_weight: float):
+    """One real tokenizer phase; returns (logs, the hard CE of the frozen prior on the step's
+    tokens, computed independently, encoder gradients of the phase's loss)."""
+    m = build(ntp_weight)
+    optim = build_optim_wrapper(m, copy.deepcopy(OPTIM))
     x, cond = data()
-    _, q = m.tokenizer(x)
-    m.prior.eval()
-    losses, _ = m.guidance_losses(q, cond, m.teacher_features(x))
-    tokens = m.hard_tokens(q)
-    logits = m.prior.ar(tokens[:, :-1], cond).logits
-    hard_ce = F.cross_entropy(logits.flatten(0, 1), tokens.flatten())
-    torch.testing.assert_close(losses['loss_ntp_st'], hard_ce, rtol=1e-5, atol=1e-6)
-    encoder = [p for n, p in m.tokenizer.named_parameters() if n.startswith('encoder.')]
-    grads = torch.autograd.grad(losses['loss_ntp_st'], encoder, allow_unused=True)
-    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    x_hat, q = m.tokenizer(x)
+    with torch.no_grad():
+        m.prior.eval()
+        tokens = q.indices.flatten(1)  # (B, N)
+        logits = m.prior.ar(tokens[:, :-1], cond).logits  # (B, N, K)
+        hard_ce = F.cross_entropy(logits.flatten(0, 1), tokens.flatten())
+        m.prior.train()
+    grads = {}
+    for name, p in m.tokenizer.named_parameters():
+        if name.startswith('encoder.'):
+            p.register_hook(lambda g, name=name: grads.__setitem__(name, g.clone()))
+    logs = m.tokenizer_phase(x, x_hat, q, cond, m.teacher_features(x), optim['tokenizer'], 0)
+    return logs, hard_ce, grads
+
+
+def test_straight_through_ntp_reaches_the_encoder_and_equals_hard_cross_entropy():
+    logs, hard_ce, grads = tokenizer_step(1.0)
+    torch.testing.assert_close(logs['tokenizer/loss_ntp_st'], hard_ce, rtol=1e-5, atol=1e-6)
+    logs0, _, grads0 = tokenizer_step(0.0)  # same model and batch, the term weighted 0
+    assert logs0['tokenizer/loss_ntp_st'] == 0
+    assert grads.keys() == grads0.keys() and grads
+    assert any(not torch.allclose(grads[n], grads0[n]) for n in grads)  # the CE moved the encoder
 
 
 def test_tokenizer_step_moves_the_tokenizer_but_not_the_prior():

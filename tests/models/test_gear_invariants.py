@@ -74,7 +74,7 @@ def test_ntp_loss_gives_zero_gradient_to_every_tokenizer_parameter(model):
     m, _ = model
     x, cond = data()
     _, q = m.tokenizer(x)
-    losses, _ = m.prior.ntp_and_align(m.hard_tokens(q), cond, m.teacher_features(x))
+    losses, _ = m.prior.ntp_and_align(q.indices.detach().flatten(1), cond, m.teacher_features(x))
     params = list(m.tokenizer.parameters())
     grads = torch.autograd.grad(losses['loss_ntp'], params, allow_unused=True)
     assert all(g is None or not g.any() for g in grads)
@@ -119,7 +119,7 @@ def test_discriminator_and_prior_steps_leave_the_tokenizer_unchanged(model):
     m.tokenizer_phase(x, x_hat, q, cond, y, optim['tokenizer'], step=0)
     tok, prior = snapshot(m.tokenizer), snapshot(m.prior)
     m.discriminator_phase(x, x_hat, optim['discriminator'])
-    m.prior_phase(m.hard_tokens(q), cond, y, optim['prior'])
+    m.prior_phase(q.indices.detach().flatten(1), cond, y, optim['prior'])
     assert unchanged(tok, m.tokenizer) and no_grads(m.tokenizer)
     assert not unchanged(prior, m.prior)  # the prior did step
 

@@ -84,3 +84,21 @@ def test_missing_data_names_the_path(tmp_path):
                  check=False)
     assert proc.returncode != 0
     assert '/nonexistent/fmnist' in proc.stderr and 'dataset-fashion-mnist' in proc.stderr
+
+
+def test_stage1_resume_does_not_need_the_stage0_file(trained, tmp_path):
+    """``init_from`` runs when a stage starts, not when it resumes: stage 0's file may be gone."""
+    stage0 = tmp_path / 'stage0_final.pth'
+    stage0.write_bytes((trained / 'final.pth').read_bytes())
+    work_dir = tmp_path / 'stage1'
+    gear = ['tools/train.py', 'configs/gear/gear_vq_tiny_fashionmnist.py', '--work-dir', str(work_dir)]
+    options = [*FAST, f'model.init_from.0.checkpoint={stage0}']
+    first = run_tool([*gear, '--cfg-options', 'train_cfg.max_iters=2', *options])
+    assert "init_from: ['tokenizer', 'tokenizer_ema', 'discriminator']" in first.stdout + first.stderr
+    stage0.unlink()
+    resumed = run_tool([*gear, '--resume', '--cfg-options', 'train_cfg.max_iters=3', *options])
+    assert 'init_from skipped' in resumed.stdout + resumed.stderr
+    assert [r['step'] for r in scalars(work_dir) if 'prior/loss_ntp' in r] == [1, 2, 3]
+    fresh = run_tool([*gear, '--work-dir', str(tmp_path / 'fresh'), '--cfg-options',
+                      'train_cfg.max_iters=1', *options], check=False)
+    assert fresh.returncode != 0 and 'not found' in fresh.stderr and str(stage0) in fresh.stderr

@@ -18,7 +18,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from gear.models.ar import LlamaGenGPT  # noqa: E402
 from gear.models.converters.llamagen_gpt import convert_llamagen_gpt, infer_arch  # noqa: E402
-from gear.apis.weights import read_checkpoint  # noqa: E402
+from gear.models.init_from import read_checkpoint  # noqa: E402
 from gear.utils.checkpoint import CheckpointError, mismatch_report, save_hashed_weights  # noqa: E402
 
 

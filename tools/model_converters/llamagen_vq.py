@@ -15,7 +15,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from gear.models.converters.llamagen_vq import convert_llamagen_vq, infer_arch  # noqa: E402
 from gear.models.tokenizers import VQTokenizer  # noqa: E402
-from gear.apis.weights import read_checkpoint  # noqa: E402
+from gear.models.init_from import read_checkpoint  # noqa: E402
 from gear.utils.checkpoint import load_state_dict_strict, save_hashed_weights  # noqa: E402
 
 

@@ -1,5 +1,5 @@
 # Stage-2 / baseline model: the prior (LlamaGen GPT + REPA projector) on a frozen tokenizer.
-# The experiment adds ``tokenizer``, ``tokenizer_from``, ``prior.ar`` and ``teachers``.
+# The experiment adds ``tokenizer``, ``init_from``, ``prior.ar`` and ``teachers``.
 model = dict(
     type='FrozenTokenizerAR',
     prior=dict(align_loss=dict(type='REPALoss', projector_hidden_dim=2048), align_depth=8),

@@ -1,0 +1,145 @@
+"""Start a stage from an earlier one: the model's ``init_from`` list, applied in ``init_weights``.
+
+    init_from=[dict(checkpoint=PATH, modules={src_prefix: dst_attribute}, key=None), ...]
+
+Each entry copies the weights under ``src_prefix`` of a checkpoint into the sub-module
+``dst_attribute`` of the model, strictly. Sources are read with ``weights_only=True`` and seen
+under gear's model key names:
+- a gear weights file of a stage model (``final.pth``) as it is, e.g.
+  ``{'tokenizer_ema.module': 'tokenizer'}`` takes stage 1's EMA tokenizer;
+- a gear tokenizer weights file (``tools/model_converters``; its keys start with ``encoder.``)
+  and a released LlamaGen / GEAR VQ checkpoint (converted; ``key`` picks the bundle entry, e.g.
+  ``'vq_ema'``) under ``tokenizer.``.
+An EMA copy whose source module is loaded but which is not loaded itself starts equal to it.
+
+The runner applies ``init_from`` once, before it wraps the model (so DeepSpeed's master weights
+start from the loaded values), and skips it when the weights come from a checkpoint anyway
+(``--resume``, ``load_from``); ``gear.apis.load_model`` never runs it. Resuming or sampling
+therefore never needs the earlier stage's file.
+"""
+import argparse
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from gear.utils.checkpoint import (SCHEMA_VERSION, CheckpointError, load_file,
+                                   load_state_dict_strict)
+
+from .converters.llamagen_vq import convert_llamagen_vq
+
+ENTRY_KEYS = ('checkpoint', 'modules', 'key')
+
+
+def check_init_from(init_from: Optional[Sequence[dict]]) -> List[dict]:
+    """Validate ``init_from``; errors name the entry and key (``model.init_from[i].modules``)."""
+    if init_from is None:
+        return []
+    if isinstance(init_from, dict) or not isinstance(init_from, (list, tuple)):
+        raise TypeError(f'model.init_from must be a list of dict(checkpoint=..., modules=...), '
+                        f'got {type(init_from).__name__}: {init_from!r}')
+    entries = []
+    for i, entry in enumerate(init_from):
+        where = f'model.init_from[{i}]'
+        if not isinstance(entry, dict):
+            raise TypeError(f'{where} must be a dict, got {type(entry).__name__}')
+        unknown = sorted(set(entry) - set(ENTRY_KEYS))
+        if unknown:
+            raise KeyError(f'{where} has unknown key(s) {unknown}; known: {list(ENTRY_KEYS)}')
+        if not isinstance(entry.get('checkpoint'), str) or not entry['checkpoint']:
+            raise ValueError(f'{where}.checkpoint must be a file path, got {entry.get("checkpoint")!r}')
+        modules = entry.get('modules')
+        if not isinstance(modules, dict) or not modules or not all(
+                isinstance(k, str) and isinstance(v, str) and v for k, v in modules.items()):
+            raise ValueError(f'{where}.modules must map source prefixes to attributes, e.g. '
+                             f"{{'tokenizer_ema.module': 'tokenizer'}}; got {modules!r}")
+        entries.append(dict(checkpoint=entry['checkpoint'], modules=dict(modules),
+                            key=entry.get('key')))
+    return entries
+
+
+def read_checkpoint(path: str) -> dict:
+    """Read a checkpoint safely (tensors, containers and the ``argparse.Namespace`` that some
+    released bundles carry)."""
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        ckpt = load_file(path, weights_only=True)
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f'{path}: expected a dict, got {type(ckpt).__name__}')
+    return ckpt
+
+
+def tokenizer_state_dict(path: str, key: Optional[str] = None) -> Dict[str, Tensor]:
+    """The gear-named tokenizer state dict in ``path``: a gear tokenizer weights file as it is,
+    a released LlamaGen / GEAR VQ checkpoint converted (``key``: its bundle entry)."""
+    ckpt = read_checkpoint(path)
+    if 'schema_version' in ckpt:
+        _check_schema(path, ckpt)
+        if not _is_tokenizer_file(ckpt):
+            raise CheckpointError(f'{path} is a stage model weights file, not a tokenizer one: '
+                                  "take its tokenizer with modules={'tokenizer_ema.module': ...}")
+        return ckpt['state_dict']
+    try:
+        return convert_llamagen_vq(ckpt, key=key)
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f'{path}: not a gear weights file nor a released VQ checkpoint: {e}') from e
+
+
+def source_state_dict(path: str, key: Optional[str] = None) -> Dict[str, Tensor]:
+    """``path`` as a state dict under gear's model key names (see the module docstring)."""
+    ckpt = read_checkpoint(path)
+    if 'schema_version' in ckpt and not _is_tokenizer_file(_check_schema(path, ckpt)):
+        if key is not None:
+            raise CheckpointError(f'{path} is a gear weights file: init_from key={key!r} only '
+                                  'selects an entry of a released bundle; drop it')
+        return ckpt['state_dict']
+    return {f'tokenizer.{k}': v for k, v in tokenizer_state_dict(path, key).items()}
+
+
+def _is_tokenizer_file(ckpt: dict) -> bool:
+    """A gear weights file of a tokenizer alone (keys ``encoder.*``), not of a stage model."""
+    return any(k.startswith('encoder.') for k in ckpt['state_dict'])
+
+
+def _check_schema(path: str, ckpt: dict) -> dict:
+    if ckpt['schema_version'] != SCHEMA_VERSION:
+        raise CheckpointError(f'{path} has schema_version {ckpt["schema_version"]!r}; '
+                              f'this gear reads {SCHEMA_VERSION}')
+    if 'state_dict' not in ckpt:
+        raise CheckpointError(f'{path} is not a gear weights file (no "state_dict" key)')
+    return ckpt
+
+
+def load_submodules(model: nn.Module, state_dict: Dict[str, Tensor], modules: Dict[str, str],
+                    source: str) -> None:
+    """Load ``state_dict[src.*]`` into ``model.<dst>`` strictly, for each ``src: dst``."""
+    for src, dst in modules.items():
+        prefix = src + '.'
+        part = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if not part:
+            prefixes = sorted({k.split('.')[0] for k in state_dict})
+            raise CheckpointError(f'{source} has no weights under {src!r} (it has: {prefixes})')
+        try:
+            target = model.get_submodule(dst)
+        except AttributeError as e:
+            raise CheckpointError(f'{source}: {type(model).__name__} has no module {dst!r}') from e
+        load_state_dict_strict(target, part, source=f'{source} [{src}]')
+
+
+def apply_init_from(model: nn.Module, entries: List[dict], ema_of: Dict[str, str]) -> List[str]:
+    """Load every entry into ``model``; then start each EMA copy (``ema_of``: EMA attribute ->
+    averaged attribute) whose source was loaded but which was not, from its source.
+    Returns the attributes loaded."""
+    loaded = []
+    for i, entry in enumerate(entries):
+        source = f"model.init_from[{i}] ({entry['checkpoint']})"
+        state_dict = source_state_dict(entry['checkpoint'], entry['key'])
+        load_submodules(model, state_dict, entry['modules'], source)
+        loaded += entry['modules'].values()
+
+    def covered(name: str) -> bool:
+        return any(d == name or d.startswith(name + '.') for d in loaded)
+
+    for ema, src in ema_of.items():
+        if covered(src) and not covered(ema):
+            getattr(model, ema).module.load_state_dict(getattr(model, src).state_dict())
+    return loaded

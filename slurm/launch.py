@@ -6,15 +6,15 @@
     python slurm/launch.py --pipeline configs/pipelines/gear_vq_tiny_fashionmnist.py --cluster local
     python slurm/launch.py configs/gear/gear_vq_l_imagenet.py --work-dir work_dirs/x   # one config
 
-Each stage runs ``tools/train.py`` in ``{work_dir}/{stage}`` (``gear.apis.slurm_trainer``); a stage
+Each stage runs ``gear.train`` in ``{work_dir}/{stage}`` (``gear.pipeline.slurm_trainer``); a stage
 that reads an earlier stage's ``final.pth`` gets ``--dependency=afterok:<job id>``. Complete stages
 (``final.pth`` exists) are skipped and stages with a queued or running job are not submitted
 again (their dependents wait on that job), so rerunning the same command continues a pipeline;
 every job resumes from the newest checkpoint in its work dir; a job that times out or is
 preempted requeues itself (at most ``--max-requeues`` times). Logs:
 ``{work_dir}/slurm/{stage}/{job_id}_0_log.{out,err}``. Defaults come from ``slurm/cluster.py``.
-The options of ``tools/train.py`` (``--work-dir``, ``--cfg-options``) mean the same here; the
-per-GPU batch size is the config's, so the global batch grows with the number of GPUs.
+The options of ``python -m gear.train`` (``--work-dir``, ``--cfg-options``) mean the same here
+(``gear.train.add_train_arguments``); jobs run in the directory they were submitted from.
 """
 import argparse
 import getpass
@@ -24,32 +24,28 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)  # run from a checkout
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkout without install
 
-from gear.apis.pipeline import Pipeline, Stage, load_pipeline  # noqa: E402
-from gear.apis.slurm_trainer import Trainer, load_train_module  # noqa: E402
+import gear  # noqa: E402
+from gear.pipeline.chain import Pipeline, Stage, load_pipeline  # noqa: E402
+from gear.pipeline.slurm_trainer import Trainer  # noqa: E402
+from gear.train import add_train_arguments, build_parser as build_train_parser  # noqa: E402
+from gear.utils.config_path import find_config  # noqa: E402
 from slurm.cluster import CLUSTERS, get_cluster, tasks_per_node  # noqa: E402
 
-build_train_parser = load_train_module().build_parser
+GEAR_ROOT = osp.dirname(osp.dirname(osp.abspath(gear.__file__)))  # where ``import gear`` found it
 
 DEFAULT_PIPELINE = 'configs/pipelines/gear_vq_l_imagenet.py'
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The train parser (``--work-dir``, ``--cfg-options``) plus the SLURM options."""
-    parser = argparse.ArgumentParser(
-        description='Submit gear stages as dependent SLURM jobs.', add_help=False,
-        parents=[build_train_parser()])
-    for action in parser._actions:  # the train options that the launcher decides itself
-        if action.dest == 'config':
-            action.nargs, action.default = '?', None
-            action.help = 'submit this one config as a single job instead of --pipeline'
-        elif action.dest == 'work_dir':
-            action.help = ("the pipeline's work dir (default: its config's work_dir); with a "
-                           'config, the run dir (default: work_dirs/<config name>)')
-        elif action.dest in ('resume', 'launcher', 'local_rank'):
-            action.help = argparse.SUPPRESS  # jobs always resume; the launcher follows the tasks
+    parser = argparse.ArgumentParser(description='Submit gear stages as dependent SLURM jobs.')
+    add_train_arguments(  # jobs always resume; the launcher follows the tasks
+        parser, launcher=False,
+        config_help='submit this one config as a single job instead of --pipeline',
+        work_dir_help=("the pipeline's work dir (default: its config's work_dir); with a "
+                       'config, the run dir (default: work_dirs/<config name>)'))
     parser.add_argument('--pipeline', default=DEFAULT_PIPELINE, help='pipeline config')
     parser.add_argument('--stages', nargs='+', help='submit only these stages')
     parser.add_argument('--cluster', choices=sorted(CLUSTERS),
@@ -108,14 +104,11 @@ def executor_params(stage: Stage, res: dict) -> Dict[str, object]:
 def get_pipeline(args) -> Pipeline:
     """The pipeline to submit: ``--pipeline``, or a single ``config`` as a one-stage pipeline."""
     if args.config is None:
-        path = args.pipeline
-        if not osp.isfile(path) and osp.isfile(osp.join(REPO, path)):
-            path = osp.join(REPO, path)
-        return load_pipeline(path, args.work_dir)
+        return load_pipeline(args.pipeline, args.work_dir)
     name = osp.splitext(osp.basename(args.config))[0]
     run_dir = osp.abspath(args.work_dir or osp.join('work_dirs', name))
     return Pipeline(work_dir=osp.dirname(run_dir), source=args.config,
-                    stages=[Stage(name=osp.basename(run_dir), config=osp.abspath(args.config))])
+                    stages=[Stage(name=osp.basename(run_dir), config=osp.abspath(find_config(args.config)))])
 
 
 def active_jobs() -> Dict[str, str]:
@@ -160,7 +153,7 @@ def plan(pipeline: Pipeline, res: dict, only: Optional[List[str]] = None,
         if missing:
             raise ValueError(f'{stage.name} needs {missing}: not complete in {pipeline.work_dir} '
                              f'and not submitted with it (add them to --stages)')
-        argv = pipeline.train_command(stage, extra)[1:]  # without the tools/train.py path
+        argv = pipeline.train_args(stage, extra)
         build_train_parser().parse_args(argv)  # the job's arguments must parse
         work_dir = pipeline.stage_dir(stage.name)
         jobs.append(Job(stage=stage, argv=argv, work_dir=work_dir, after=after,
@@ -182,7 +175,7 @@ def describe(job: Job, res: dict, active: Dict[str, str]) -> str:
         f'task, memory {mem}, partition {res["partition"] or "(default)"}, time '
         f'{res["time_min"]} min, max requeues {res["max_requeues"]}',
         f'  dependency: {deps}',
-        f'  command: tools/train.py {" ".join(job.argv)}',
+        f'  command: python -m gear.train {" ".join(job.argv)}',
         f'  logs: {job.folder}/%j_0_log.out'])
 
 
@@ -198,7 +191,7 @@ def submit(jobs: List[Job], res: dict, active: Dict[str, str]) -> Dict[str, str]
             extra['kill-on-invalid-dep'] = 'yes'  # a failed input cancels its dependents
         executor = submitit.AutoExecutor(folder=job.folder, cluster='slurm',
                                          slurm_max_num_timeout=res['max_requeues'])
-        setup = [f'export PYTHONPATH={REPO}${{PYTHONPATH:+:$PYTHONPATH}}']  # unpickle the Trainer
+        setup = [f'export PYTHONPATH={GEAR_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}']  # unpickle the Trainer
         executor.update_parameters(**job.params, slurm_additional_parameters=extra,
                                    slurm_setup=setup)
         trainer = Trainer(job.stage.name, job.argv, job.work_dir,
@@ -212,9 +205,6 @@ def submit(jobs: List[Job], res: dict, active: Dict[str, str]) -> Dict[str, str]
 def main(argv=None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.resume not in (None, 'auto'):
-        parser.error('jobs resume from their work dir; to start from a file use '
-                     '--cfg-options load_from=FILE')
     try:
         res = resolve(args)
         pipeline = get_pipeline(args)

@@ -21,8 +21,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import DictAction  # noqa: E402
 
-from gear.apis.pipeline import load_pipeline, run_evaluation, run_pipeline  # noqa: E402
-from gear.apis.summary import write_summary  # noqa: E402
+from gear.pipeline.chain import load_pipeline, run_evaluation, run_pipeline  # noqa: E402
+from gear.pipeline.summary import write_summary  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -20,10 +20,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import torch  # noqa: E402
 
-from gear.apis.loading import generator_parts, load_model  # noqa: E402
+from gear.apis.loading import load_model  # noqa: E402
+from gear.models.generator import generator_parts  # noqa: E402
 from gear.utils.checkpoint import file_sha256  # noqa: E402
-from gear.apis.sampling import SamplingSettings, class_balanced_labels  # noqa: E402
-from gear.apis.sampling import sample_images, save_grid, save_npz  # noqa: E402
+from gear.evaluation.sampling import SamplingSettings, class_balanced_labels  # noqa: E402
+from gear.evaluation.sampling import sample_images, save_grid, save_npz  # noqa: E402
 from gear.utils.checkpoint import CheckpointError, atomic_write_bytes  # noqa: E402
 
 

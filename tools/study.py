@@ -21,9 +21,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import DictAction  # noqa: E402
 
-from gear.apis.pipeline import run_evaluation, run_pipeline  # noqa: E402
-from gear.apis.study import load_study  # noqa: E402
-from gear.apis.study_report import write_report  # noqa: E402
+from gear.pipeline.chain import run_evaluation, run_pipeline  # noqa: E402
+from gear.pipeline.study import load_study  # noqa: E402
+from gear.pipeline.study_report import write_report  # noqa: E402
 
 
 def main(argv=None) -> None:

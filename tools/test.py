@@ -18,7 +18,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmengine.config import Config  # noqa: E402
 
 from gear.apis.evaluate import PARTS, evaluate_checkpoint, write_results  # noqa: E402
-from gear.apis.sampling import SamplingSettings  # noqa: E402
+from gear.evaluation.sampling import SamplingSettings  # noqa: E402
 from gear.evaluation.inception import RESIZE_FILTERS  # noqa: E402
 from gear.utils.checkpoint import CheckpointError  # noqa: E402
 

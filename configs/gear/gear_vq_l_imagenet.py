@@ -5,7 +5,7 @@
 #   (DDP per module; DeepSpeed ZeRO-1/2: --cfg-options deepspeed_cfg.zero_stage=2)
 # Starts from stage 0 (configs/tokenizer/tokenizer_vq16_imagenet.py). To start from the released
 # Warmup-VQ instead: --cfg-options model.init_from.0.checkpoint=vq-with-gan.pt
-#   model.init_from.0.modules="{'tokenizer':'tokenizer'}" (its EMA starts from the same weights)
+#   model.init_from.0.modules=tokenizer:tokenizer (its EMA starts from the same weights)
 _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/models/vq16.py',

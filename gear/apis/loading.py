@@ -1,4 +1,4 @@
-"""Rebuild a trained gear model from a checkpoint, for sampling and evaluation.
+"""Rebuild trained gear models and tokenizers from checkpoints, for sampling and evaluation.
 
 Two kinds of file load (see ``gear.utils.checkpoint``):
 
@@ -21,9 +21,11 @@ from mmengine.model import BaseModel
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from gear.registry import MODELS
-from gear.utils.checkpoint import (SCHEMA_VERSION, CheckpointError, file_sha256, load_file,
-                                   load_state_dict_strict)
+from gear.models.converters.llamagen_vq import infer_arch
+from gear.models.generator import generator_parts
+from gear.models.init_from import read_checkpoint, tokenizer_state_dict
+from gear.registry import MODELS, TOKENIZERS
+from gear.utils.checkpoint import SCHEMA_VERSION, CheckpointError, load_file, load_state_dict_strict
 
 def _read_model_config(config: str) -> dict:
     cfg = Config.fromfile(config)
@@ -95,22 +97,46 @@ def load_model(checkpoint: str, config: Optional[str] = None, device: str = 'cpu
     return model.to(device).eval()
 
 
-def generator_parts(model: nn.Module, use_ema: bool = True) -> Tuple[nn.Module, nn.Module]:
-    """The (AR backbone, tokenizer) pair that generates images from ``model``.
+def load_tokenizer(path: str, key: Optional[str] = None, use_ema: bool = True,
+                   device: str = 'cpu') -> nn.Module:
+    """A tokenizer, ready to ``encode`` / ``decode``, from any file that holds one.
 
-    GEAR: the EMA prior's AR and the EMA tokenizer (``use_ema``), else the online ones.
-    FrozenTokenizerAR: the EMA (or online) prior's AR and the frozen tokenizer.
+    Args:
+        path: a stage weights file (``final.pth`` of any stage: its EMA tokenizer when
+            ``use_ema`` and the stage trains one, else its tokenizer), a gear tokenizer weights
+            file (``tools/model_converters``), or a released LlamaGen / GEAR VQ checkpoint
+            (converted; the architecture is read from the weights).
+        key: the bundle entry of a released checkpoint (e.g. ``'vq_ema'``); None picks one.
+        use_ema: for a stage weights file, its EMA tokenizer.
+        device: where the tokenizer goes.
+
+    Returns:
+        The tokenizer, in eval mode.
 
     Raises:
-        TypeError: ``model`` has no AR prior (e.g. a stage-0 ``TokenizerWarmup``).
+        CheckpointError: naming the file when it holds no tokenizer or does not match.
     """
-    if not all(hasattr(model, name) for name in ('prior', 'prior_ema', 'tokenizer')):
-        raise TypeError(f'{type(model).__name__} cannot generate images: it has no AR prior '
-                        '(sampling needs a GEAR or FrozenTokenizerAR model, stage 1 or 2)')
-    prior = model.prior_ema.module if use_ema else model.prior
-    tokenizer = model.tokenizer
-    if use_ema and hasattr(model, 'tokenizer_ema'):  # GEAR trains its tokenizer; stage 2 does not
-        tokenizer = model.tokenizer_ema.module
-    return prior.ar, tokenizer
+    ckpt = read_checkpoint(path)
+    if 'schema_version' in ckpt and (ckpt.get('arch') or {}).get('model'):
+        model = load_model(path, device=device)
+        ema = getattr(model, 'tokenizer_ema', None)
+        return (ema.module if use_ema and ema is not None else model.tokenizer).eval()
+    state_dict = tokenizer_state_dict(path, key)
+    arch = ckpt.get('arch') if 'schema_version' in ckpt else None
+    arch = dict(arch) if arch else infer_arch(state_dict)
+    arch.setdefault('type', 'VQTokenizer')
+    with DefaultScope.overwrite_default_scope('gear'):
+        tokenizer = TOKENIZERS.build(arch)
+    load_state_dict_strict(tokenizer, state_dict, source=path)
+    return tokenizer.to(device).eval()
 
 
+def load_generator(checkpoint: str, config: Optional[str] = None, device: str = 'cpu') -> BaseModel:
+    """A stage model that generates images (GEAR or FrozenTokenizerAR), as ``load_model``.
+
+    Raises:
+        TypeError: the checkpoint's model has no AR prior (e.g. a stage-0 tokenizer).
+    """
+    model = load_model(checkpoint, config, device)
+    generator_parts(model)  # raises TypeError naming the model when it cannot generate
+    return model

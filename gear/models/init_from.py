@@ -3,7 +3,8 @@
     init_from=[dict(checkpoint=PATH, modules={src_prefix: dst_attribute}, key=None), ...]
 
 Each entry copies the weights under ``src_prefix`` of a checkpoint into the sub-module
-``dst_attribute`` of the model, strictly. Sources are read with ``weights_only=True`` and seen
+``dst_attribute`` of the model, strictly. On the command line ``modules`` may be written
+``src:dst[,src:dst]``, e.g. ``--cfg-options model.init_from.0.modules=tokenizer:tokenizer``. Sources are read with ``weights_only=True`` and seen
 under gear's model key names:
 - a gear weights file of a stage model (``final.pth``) as it is, e.g.
   ``{'tokenizer_ema.module': 'tokenizer'}`` takes stage 1's EMA tokenizer;
@@ -49,6 +50,8 @@ def check_init_from(init_from: Optional[Sequence[dict]]) -> List[dict]:
         if not isinstance(entry.get('checkpoint'), str) or not entry['checkpoint']:
             raise ValueError(f'{where}.checkpoint must be a file path, got {entry.get("checkpoint")!r}')
         modules = entry.get('modules')
+        if isinstance(modules, str):  # the command-line form 'src:dst,src:dst'
+            modules = dict(pair.split(':', 1) for pair in modules.split(',') if ':' in pair)
         if not isinstance(modules, dict) or not modules or not all(
                 isinstance(k, str) and isinstance(v, str) and v for k, v in modules.items()):
             raise ValueError(f'{where}.modules must map source prefixes to attributes, e.g. '

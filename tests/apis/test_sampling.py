@@ -14,8 +14,9 @@ import pytest
 import torch
 from mmengine.logging import MessageHub
 
-from gear.apis.loading import generator_parts, load_model
-from gear.apis.sampling import (SamplingSettings, class_balanced_labels, sample_images,
+from gear.apis.loading import load_model
+from gear.models.generator import generator_parts
+from gear.evaluation.sampling import (SamplingSettings, class_balanced_labels, sample_images,
                                 save_npz)
 from gear.registry import MODELS
 from gear.utils.checkpoint import CheckpointError, save_weights

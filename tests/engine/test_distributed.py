@@ -21,7 +21,7 @@ padded duplicate, which the evaluator drops). A ZeRO-2 run resumed from its ``it
 reproduces steps 3-4.
 
 The matrix and the trajectory runs share one torchrun launch (tests/engine/train_many.py: each
-run is ``tools/train.py``'s ``main`` in the same processes, as in a SLURM task).
+run is ``gear.train.main`` in the same processes, as in a SLURM task).
 """
 import glob
 import json
@@ -70,11 +70,10 @@ def inputs(pipeline_dir, stage):
     final = {name: str(pipeline_dir / name / 'final.pth')
              for name in ('stage0_warmup', 'stage1_gear')}
     return {'stage0': [],
-            'stage1': [f'model.init_from.checkpoint={final["stage0_warmup"]}'],
-            'vqonly': [f'model.tokenizer_from.checkpoint={final["stage1_gear"]}'],
-            'arinit': [f'model.tokenizer_from.checkpoint={final["stage1_gear"]}',
-                       f'model.prior_from.checkpoint={final["stage1_gear"]}'],
-            'baseline': [f'model.tokenizer_from.checkpoint={final["stage0_warmup"]}']}[stage]
+            'stage1': [f'model.init_from.0.checkpoint={final["stage0_warmup"]}'],
+            'vqonly': [f'model.init_from.0.checkpoint={final["stage1_gear"]}'],
+            'arinit': [f'model.init_from.0.checkpoint={final["stage1_gear"]}'],
+            'baseline': [f'model.init_from.0.checkpoint={final["stage0_warmup"]}']}[stage]
 
 
 def argv(config, work_dir, options, *extra):

@@ -1,5 +1,5 @@
 """Run several trainings one after another in the same ``torchrun`` processes, each through
-``tools/train.py``'s ``main(argv)`` (what a SLURM task runs in-process), so a matrix of shipped
+``gear.train.main(argv)`` (what a SLURM task runs in-process), so a matrix of shipped
 configs x strategies pays for process start-up and imports once.
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 \
@@ -10,7 +10,6 @@ rank 0 copies each ``src`` file or folder to ``dst`` (e.g. a checkpoint to resum
 ranks then meet at a barrier, train, and meet again. Each finished run appends its name to
 ``RUNS.json.done`` (rank 0). The first failing run stops the launch with its error.
 """
-import importlib.util
 import json
 import os.path as osp
 import shutil
@@ -22,11 +21,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def train_main():
-    spec = importlib.util.spec_from_file_location('gear_tools_train',
-                                                  osp.join(REPO, 'tools', 'train.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from gear.train import main
+    return main
 
 
 def main(runs_file: str) -> None:
@@ -41,7 +37,7 @@ def main(runs_file: str) -> None:
                 for src, dst in run['copy']:
                     (shutil.copytree if osp.isdir(src) else shutil.copy)(src, dst)
             dist.barrier()
-        print(f'[train_many] {run["name"]}: tools/train.py {" ".join(run["argv"])}', flush=True)
+        print(f'[train_many] {run["name"]}: python -m gear.train {" ".join(run["argv"])}', flush=True)
         train(run['argv'])  # the first run starts the process group (GearRunner.setup_env)
         dist.barrier()
         if dist.get_rank() == 0:

@@ -45,6 +45,7 @@ def test_init_from_runs_once_and_not_when_skipped(tmp_path):
     ([dict(checkpoint='a.pth', modules=dict(tokenizer='tokenizer'), prefix='x')], KeyError,
      r"init_from\[0\] has unknown key.*prefix"),
     ([dict(checkpoint='a.pth')], ValueError, r'init_from\[0\]\.modules'),
+    ([dict(checkpoint='a.pth', modules='tokenizer')], ValueError, r'init_from\[0\]\.modules'),
     ([dict(checkpoint=None, modules=dict(tokenizer='tokenizer'))], ValueError,
      r'init_from\[0\]\.checkpoint'),
 ])
@@ -62,3 +63,11 @@ def test_unknown_destination_and_bundle_key_name_the_problem(tmp_path):
                                                     modules=dict(tokenizer='tokenizer'))]))
     with pytest.raises(CheckpointError, match="no key 'ema'"):
         model.init_weights()
+
+
+def test_command_line_form_of_modules(tmp_path):
+    source, path = released_vq(tmp_path)
+    model = MODELS.build(dict(TINY, init_from=[dict(checkpoint=path, modules='tokenizer:tokenizer')]))
+    assert model.init_from[0]['modules'] == {'tokenizer': 'tokenizer'}
+    model.init_weights()
+    assert torch.equal(model.tokenizer.encoder.conv_in.weight, source.encoder.conv_in.weight)

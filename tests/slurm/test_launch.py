@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from gear.apis.pipeline import load_pipeline
-from gear.apis.slurm_trainer import Trainer, distributed_env, master_port
+from gear.pipeline.chain import load_pipeline
+from gear.pipeline.slurm_trainer import Trainer, distributed_env, master_port
 from slurm.cluster import get_cluster
 from slurm.launch import plan, resolve
 
@@ -50,7 +50,7 @@ def test_dry_run_of_the_4_node_imagenet_pipeline(tmp_path):
     assert 'dependency: afterok:<stage1_gear>' in jobs['stage2_vqonly']
     assert 'dependency: afterok:<stage0_tokenizer>' in jobs['baseline']
     stage0 = f'{tmp_path}/stage0_tokenizer/final.pth'
-    assert f'model.init_from.checkpoint={stage0}' in jobs['stage1_gear']
+    assert f'model.init_from.0.checkpoint={stage0}' in jobs['stage1_gear']
     assert '--resume' in jobs['stage2_vqonly'] and 'submitted' not in out
     assert not osp.exists(tmp_path / 'slurm')  # nothing was submitted
 

@@ -7,7 +7,7 @@ import os.path as osp
 
 import pytest
 
-from gear.apis.pipeline import load_pipeline
+from gear.pipeline.chain import load_pipeline
 
 from ..conftest import PIPELINE, PIPELINE_LENGTH, pipeline_eval_options, run_tool
 
@@ -20,17 +20,17 @@ def ran(pipeline_two_procs):
 def test_stages_run_in_dependency_order_and_export_weights(ran):
     work_dir, proc = ran
     order = [line.split(':')[0].split('] ')[1] for line in proc.stdout.splitlines()
-             if line.startswith('[pipeline] ') and 'train.py' in line]
+             if line.startswith('[pipeline] ') and 'gear.train' in line]
     assert order == ['stage0_warmup', 'stage1_gear', 'stage2_vqonly', 'baseline']
     launches = [line for line in proc.stdout.splitlines()
-                if line.startswith('[pipeline] ') and 'train.py' in line]
+                if line.startswith('[pipeline] ') and 'gear.train' in line]
     assert all('torch.distributed.run' in line and '--nproc_per_node=2' in line
                and line.endswith('--launcher pytorch') for line in launches)
     for stage in order:
         assert osp.isfile(work_dir / stage / 'final.pth')
     # stage 1 read stage 0's export, stage 2 read stage 1's, the baseline stage 0's
-    assert f'model.init_from.checkpoint={work_dir}/stage0_warmup/final.pth' in proc.stdout
-    assert f'model.tokenizer_from.checkpoint={work_dir}/stage1_gear/final.pth' in proc.stdout
+    assert f'model.init_from.0.checkpoint={work_dir}/stage0_warmup/final.pth' in proc.stdout
+    assert f'model.init_from.0.checkpoint={work_dir}/stage1_gear/final.pth' in proc.stdout
 
 
 def test_summary_has_every_stage_and_both_curves(ran):
@@ -70,7 +70,7 @@ def test_rerun_skips_complete_stages(ran):
     proc = run_tool(['tools/pipeline.py', PIPELINE, '--work-dir', str(work_dir),
                      '--cfg-options', *PIPELINE_LENGTH,
                      '--eval-options', *pipeline_eval_options(work_dir)])
-    assert proc.stdout.count('complete (') == 4 and 'train.py' not in proc.stdout
+    assert proc.stdout.count('complete (') == 4 and 'gear.train' not in proc.stdout
     assert osp.getmtime(work_dir / 'stage1_gear' / 'final.pth') == before
     assert proc.stdout.count('), skipped') == 6  # 4 stages, 2 evaluations
     assert osp.getmtime(work_dir / 'baseline' / 'evaluation.json') == evaluated
@@ -88,12 +88,12 @@ def test_bad_pipelines_name_the_stage(tmp_path):
 
 
 def test_parallel_stages_stop_at_a_failure_naming_the_stage_and_its_log(tmp_path):
-    from gear.apis.pipeline import Pipeline, Stage, run_pipeline
+    from gear.pipeline.chain import Pipeline, Stage, run_pipeline
     tiny = 'configs/tokenizer/tokenizer_vq_tiny_fashionmnist.py'
     typo = {'model.tokenizer.quantizer.codebook_sise': 8}  # fails the config check at once
     pipeline = Pipeline(work_dir=str(tmp_path), stages=[
         Stage('a', tiny, cfg_options=typo), Stage('b', tiny, cfg_options=typo),
-        Stage('c', tiny, inputs={'model.tokenizer_init': 'a'})])
+        Stage('c', tiny, inputs={'model.init_from.0.checkpoint': 'a'})])
     lines = []
     with pytest.raises(RuntimeError, match=r'stage [ab] failed \(exit 1\); see .*pipeline\.log'):
         run_pipeline(pipeline, jobs=2, log=lines.append)

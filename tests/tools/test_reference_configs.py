@@ -72,5 +72,5 @@ def test_baseline_imagenet_recipe_runs_a_step(tmp_path, imagenet_layout, shared_
     torch.save({'model': released}, path)
     config = no_save_child('configs/ar/baseline_vq_l_imagenet.py', tmp_path)
     rows = one_step(config, tmp_path / 'run', imagenet_layout, [
-        f'model.tokenizer_from.checkpoint={path}', 'model.tokenizer_from.prefix=None'])
+        f'model.init_from.0.checkpoint={path}', 'model.init_from.0.modules=tokenizer:tokenizer'])
     assert rows[-1]['step'] == 1 and 'prior/loss_ntp' in rows[-1]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gear.apis.sampling import SamplingSettings
+from gear.evaluation.sampling import SamplingSettings
 
 from ..apis.test_sampling import GEAR_ARCH, build_trained, write_weights
 from ..conftest import REPO, run_tool

@@ -6,8 +6,8 @@ import os.path as osp
 
 import pytest
 
-from gear.apis.study import load_study
-from gear.apis.study_report import speedup, spread, steps_to_reach
+from gear.pipeline.study import load_study
+from gear.pipeline.study_report import speedup, spread, steps_to_reach
 
 from ..conftest import run_tool
 
@@ -79,7 +79,7 @@ def test_rerun_skips_training(ran, repo_root, tmp_path):
     config = small_study(tmp_path, repo_root)
     proc = run_tool(['tools/study.py', config, '--work-dir', str(work_dir), '--skip-eval',
                      '--cfg-options', *FAST])
-    assert proc.stdout.count('complete') == 9 and 'train.py' not in proc.stdout
+    assert proc.stdout.count('complete') == 9 and 'gear.train' not in proc.stdout
 
 
 def test_speedup_arithmetic():

@@ -43,7 +43,7 @@ class GenerativeEvalHook(Hook):
                  reference_images: int = 1000, cache_dir: str = 'work_dirs/fid_cache',
                  settings: Optional[dict] = None, inception: Optional[dict] = None,
                  fid_method: str = 'auto', prefix: str = 'val', at_end: bool = True):
-        from gear.apis.sampling import SamplingSettings
+        from gear.evaluation.sampling import SamplingSettings
         self.interval, self.num_samples, self.at_end = interval, num_samples, at_end
         self.per_class = per_class if per_class is not None or num_samples else 10
         self.reference_cfg, self.reference_images = reference, reference_images
@@ -57,7 +57,7 @@ class GenerativeEvalHook(Hook):
         """Build the network and the reference once; False (with a warning) if impossible."""
         if self.disabled or self.reference is not None:
             return not self.disabled
-        from gear.apis.evaluate import build_inception, dataset_reference
+        from gear.evaluation.protocol import build_inception, dataset_reference
         inception_cfg = dict(self.inception_cfg)
         self.inception, error = build_inception(inception_cfg.pop('weights', None),
                                                 **inception_cfg)
@@ -77,7 +77,7 @@ class GenerativeEvalHook(Hook):
         """Sample, compute and log the metrics at ``step``; the results dict (None if skipped)."""
         if step == self.last_step or not is_main_process() or self.disabled:
             return None
-        from gear.apis.evaluate import evaluate_generator
+        from gear.evaluation.protocol import evaluate_generator
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         device = next(model.parameters()).device
         devices = [device] if device.type == 'cuda' else []

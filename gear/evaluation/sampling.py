@@ -1,6 +1,6 @@
 """Class-conditional image sampling from a trained gear model, and the files it writes.
 
-    model = load_model('work_dirs/gear_vq_tiny_fashionmnist/final.pth')
+    model = gear.apis.load_model('work_dirs/gear_vq_tiny_fashionmnist/final.pth')
     labels = class_balanced_labels(num_classes=10, per_class=50)        # 0,0,..,1,1,..
     images = sample_images(model, labels, SamplingSettings(cfg_scale=2.0, seed=0))
     save_npz(images, labels, 'samples.npz')                              # the ADM layout
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from gear.models.ar import generate
 from gear.utils.checkpoint import atomic_open
 
-from .loading import generator_parts
+from gear.models.generator import generator_parts
 
 
 @dataclass

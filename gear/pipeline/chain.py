@@ -1,9 +1,12 @@
-"""Run a pipeline of stages, each ``tools/train.py`` in its own work dir, in dependency order.
+"""Run a pipeline of stages, each ``python -m gear.train`` in its own work dir, in dependency order.
 
 A pipeline config lists ``stages`` (name, config, ``inputs``: config key -> earlier stage whose
 exported ``final.pth`` it reads, optional ``cfg_options``) and a ``work_dir``. A stage whose
 ``final.pth`` exists is complete and skipped; an unfinished one is resumed from its newest
-checkpoint. The SLURM launcher submits the same stages as dependent jobs.
+checkpoint. The SLURM launcher submits the same stages as dependent jobs. Relative config paths
+are found from the working directory, else in the installed package (``find_config``); stages
+run in the caller's working directory, so relative paths in configs mean the same as for
+``python -m gear.train``.
 
 An optional ``evaluate`` dict (``stages`` plus ``gear.apis.evaluate.evaluate_checkpoint``
 keyword arguments) evaluates the named stages' ``final.pth`` once they are complete, into
@@ -21,14 +24,15 @@ from typing import Dict, List, Optional
 from mmengine.config import Config
 
 from gear.engine.hooks.export_weights import FINAL_WEIGHTS
+from gear.utils.config_path import find_config
 
 EVALUATION_RESULTS = 'evaluation.json'
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TRAIN_MODULE = ['-m', 'gear.train']  # what every stage runs
 
 
 @dataclass
 class Stage:
-    """One stage: ``tools/train.py config`` with the inputs of earlier stages filled in."""
+    """One stage: ``python -m gear.train config`` with the inputs of earlier stages filled in."""
     name: str
     config: str
     inputs: Dict[str, str] = field(default_factory=dict)
@@ -72,17 +76,24 @@ class Pipeline:
             + ' '.join(stage_command(self, s, extra, nproc_per_node)[1:])
             for s in self.stages)
 
-    def train_command(self, stage: Stage, extra: Optional[Dict[str, object]] = None) -> List[str]:
-        cmd = [osp.join(REPO, 'tools', 'train.py'), _abs(stage.config), '--work-dir',
-               self.stage_dir(stage.name), '--resume']
+    def train_args(self, stage: Stage, extra: Optional[Dict[str, object]] = None) -> List[str]:
+        """The ``gear.train`` arguments of a stage (``gear.train.build_parser`` parses them)."""
+        args = [_abs(stage.config), '--work-dir', self.stage_dir(stage.name), '--resume']
         opts = self.options(stage, extra)
         if opts:
-            cmd += ['--cfg-options'] + [f'{k}={_fmt(v)}' for k, v in opts.items()]
-        return cmd
+            args += ['--cfg-options'] + [f'{k}={_fmt(v)}' for k, v in opts.items()]
+        return args
+
+    def train_command(self, stage: Stage, extra: Optional[Dict[str, object]] = None) -> List[str]:
+        return TRAIN_MODULE + self.train_args(stage, extra)
 
 
 def _abs(path: str) -> str:
-    return path if osp.isabs(path) else osp.join(REPO, path)
+    """A config path made absolute (``find_config``); a missing one is returned as given."""
+    try:
+        return osp.abspath(find_config(path))
+    except FileNotFoundError:
+        return path
 
 
 def _fmt(value) -> str:
@@ -93,8 +104,10 @@ def _fmt(value) -> str:
 
 def load_pipeline(path: str, work_dir: Optional[str] = None) -> Pipeline:
     """Read and validate a pipeline config; errors name the stage and key at fault."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'pipeline config not found: {path}')
+    try:
+        path = find_config(path)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f'pipeline {e}') from None
     cfg = Config.fromfile(path)
     stages, seen = [], set()
     for i, s in enumerate(cfg.get('stages', [])):
@@ -126,7 +139,7 @@ def load_pipeline(path: str, work_dir: Optional[str] = None) -> Pipeline:
 
 
 def launch_command(nproc_per_node: int = 1) -> List[str]:
-    """How a stage's ``tools/train.py`` is started: ``python`` for one process, else
+    """How a stage's ``-m gear.train`` is started: ``python`` for one process, else
     ``python -m torch.distributed.run --standalone --nproc_per_node N`` (its ``--launcher
     pytorch`` is added by :func:`stage_command`)."""
     if nproc_per_node < 1:
@@ -175,7 +188,7 @@ def run_pipeline(pipeline: Pipeline, only: Optional[List[str]] = None,
         for stage in todo:
             cmd = stage_command(pipeline, stage, extra, nproc_per_node)
             log(f'[pipeline] {stage.name}: {" ".join(cmd)}')
-            _check_stage(pipeline, stage, subprocess.run(cmd, cwd=REPO).returncode)
+            _check_stage(pipeline, stage, subprocess.run(cmd).returncode)
         return
     _run_parallel(pipeline, todo, extra, log, jobs, nproc_per_node)
 
@@ -207,7 +220,7 @@ def _run_parallel(pipeline: Pipeline, todo: List[Stage], extra, log, jobs: int,
             cmd = stage_command(pipeline, stage, extra, nproc_per_node)
             log(f'[pipeline] {stage.name} ({threads} threads, log {log_file}): {" ".join(cmd)}')
             with open(log_file, 'a') as out:
-                proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out,
+                proc = subprocess.Popen(cmd, env=env, stdout=out,
                                         stderr=subprocess.STDOUT)
             running[proc.pid] = (stage, proc, log_file, time.monotonic())
         if not running:
@@ -288,7 +301,7 @@ def _evaluate_stage(weights: str, path: str, grid: str, request: dict, threads: 
     """Evaluate one exported checkpoint into ``path`` (``threads`` > 0: torch threads)."""
     import torch
 
-    from .evaluate import evaluate_checkpoint, write_results
+    from gear.apis.evaluate import evaluate_checkpoint, write_results
     if threads:
         torch.set_num_threads(threads)
     results = evaluate_checkpoint(weights, grid_path=grid, log=log or (lambda *a: None), **request)

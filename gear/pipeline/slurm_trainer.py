@@ -4,9 +4,9 @@ Inside a SLURM job, each task (one per GPU, or one on a CPU node) runs ``Trainer
 rank, world size, local rank and the master address and port come from the SLURM environment
 (``submitit.JobEnvironment``) and are exported as ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` /
 ``MASTER_ADDR`` / ``MASTER_PORT``; torch gets ``--cpus-per-task`` threads (``OMP_NUM_THREADS``
-wins if set). Then ``tools/train.py``'s ``main`` runs in-process with ``--resume`` and
-``--launcher pytorch`` (``none`` for a single task): the same code path as a local or
-``torchrun`` run.
+wins if set). Then ``gear.train.main`` runs in-process, in the working directory the job was
+submitted from, with ``--resume`` and ``--launcher pytorch`` (``none`` for a single task): the
+same code path as a local or ``torchrun`` run.
 
 Preemption and time limits: SLURM signals the job (USR2, ``signal_delay_s`` before the limit, or
 on preemption); submitit then calls :meth:`Trainer.checkpoint`, which returns the same trainer
@@ -17,18 +17,17 @@ data position are restored, and the steps since that checkpoint are redone. Past
 ``max_requeues`` the job is not resubmitted. A job that fails with an error is never requeued:
 submitit calls ``checkpoint`` only on a signal, and the traceback stays in the job's log.
 """
-import importlib.util
 import os
 import os.path as osp
 import re
-import sys
 import time
 from typing import TYPE_CHECKING, Dict, List, Optional
+
+from gear import train
 
 if TYPE_CHECKING:
     import submitit
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PORT_BASE = 20000
 
 
@@ -79,39 +78,31 @@ def set_threads() -> int:
     return torch.get_num_threads()
 
 
-def load_train_module():
-    """``tools/train.py`` as a module (``main``, ``build_parser``), imported from the repo root."""
-    name = 'gear_tools_train'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', 'train.py'))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
 class Trainer:
     """One stage as a submitit job; requeued on timeout or preemption, at most ``max_requeues``.
 
     Args:
         stage: The stage name (for logs).
-        argv: ``tools/train.py`` arguments without ``--launcher``: the config, ``--work-dir``,
-            ``--resume`` and ``--cfg-options``, as ``Pipeline.train_command`` builds them.
+        argv: ``gear.train`` arguments without ``--launcher``: the config, ``--work-dir``,
+            ``--resume`` and ``--cfg-options``, as ``Pipeline.train_args`` builds them.
         work_dir: The stage's work dir (where its checkpoints and ``final.pth`` go).
         requeues: How many times this stage was requeued before this run.
         max_requeues: Requeues allowed; at the limit :meth:`checkpoint` declines.
+        cwd: The working directory the job runs in (relative paths in configs are from
+            there); default: the submitting process's.
     """
 
     def __init__(self, stage: str, argv: List[str], work_dir: str, requeues: int = 0,
-                 max_requeues: int = 3):
+                 max_requeues: int = 3, cwd: Optional[str] = None):
         self.stage = stage
         self.argv = list(argv)
         self.work_dir = work_dir
         self.requeues = requeues
         self.max_requeues = max_requeues
+        self.cwd = cwd or os.getcwd()
 
     def train_argv(self, world_size: int) -> List[str]:
-        """The ``tools/train.py`` arguments of a run with ``world_size`` tasks."""
+        """The ``gear.train`` arguments of a run with ``world_size`` tasks."""
         launcher = 'pytorch' if world_size > 1 else 'none'
         return [self.argv[0], '--launcher', launcher, *self.argv[1:]]
 
@@ -124,16 +115,14 @@ class Trainer:
         os.environ.update(env)
         threads = set_threads()
         world_size = int(env['WORLD_SIZE'])
-        os.chdir(REPO)  # relative paths in configs (data, checkpoints) are from the repo root
-        if REPO not in sys.path:
-            sys.path.insert(0, REPO)
+        os.chdir(self.cwd)  # relative paths in configs (data, checkpoints) as at submission
         argv = self.train_argv(world_size)
         if env['RANK'] == '0':
             log(f'{self.stage}: job {job_env.job_id}, run {self.requeues + 1} (requeues '
                 f'{self.requeues}/{self.max_requeues}), rank 0 of {world_size}, master '
                 f'{env["MASTER_ADDR"]}:{env["MASTER_PORT"]}, {threads} threads per task')
-            log(f'{self.stage}: tools/train.py {" ".join(argv)}')
-        load_train_module().main(argv)
+            log(f'{self.stage}: python -m gear.train {" ".join(argv)}')
+        train.main(argv)
         final = osp.join(self.work_dir, 'final.pth')
         if env['RANK'] == '0':
             log(f'{self.stage}: done, {final}')
@@ -158,7 +147,7 @@ class Trainer:
         log(f'{self.stage}: interrupted; requeue {self.requeues + 1}/{self.max_requeues}, '
             f'resumes from {latest}')
         return submitit.helpers.DelayedSubmission(self.__class__(
-            self.stage, self.argv, self.work_dir, self.requeues + 1, self.max_requeues))
+            self.stage, self.argv, self.work_dir, self.requeues + 1, self.max_requeues, self.cwd))
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.stage!r}, requeues={self.requeues}/'

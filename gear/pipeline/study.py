@@ -18,7 +18,7 @@ same for every arm of one seed; the step budget is the ``ar`` config's for all o
 value becomes the study's work dir (e.g. a teacher feature cache shared by all its runs).
 
 The study is an ordinary ``Pipeline`` (complete stages skipped, unfinished ones resumed, several
-at once with ``jobs``); ``gear.apis.study_report`` turns its logs into ``study.json``, plots and
+at once with ``jobs``); ``gear.pipeline.study_report`` turns its logs into ``study.json``, plots and
 ``report.md``.
 """
 import os.path as osp
@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 
 from mmengine.config import Config
 
-from .pipeline import Pipeline, Stage, _abs
+from .chain import Pipeline, Stage, _abs
 
 WARMUP = 'warmup'
 REFERENCE_VARIANT = 'gear'

@@ -15,7 +15,7 @@ from typing import Dict, List, Tuple
 
 from gear.utils.checkpoint import atomic_write_bytes
 
-from .pipeline import Pipeline
+from .chain import Pipeline
 
 CURVE_KEYS = ('prior/loss_ntp', 'prior/loss_align')
 

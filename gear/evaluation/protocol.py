@@ -1,0 +1,160 @@
+"""The evaluation protocol's pieces (REFERENCE.md): Inception network, cached real statistics,
+generator metrics (FID, precision / recall, Inception Score) of sampled images, tokenizer metrics
+(L1, PSNR, SSIM, codebook usage, rFID). ``gear.apis.evaluate`` runs them on a checkpoint; the
+``GenerativeEvalHook`` during training.
+
+A metric that cannot be computed (no Inception file, a logit-less network) is listed under
+``unavailable`` with the reason; the rest still runs.
+"""
+import os.path as osp
+import time
+from typing import Iterator, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from gear.utils.checkpoint import file_sha256
+
+from .feature_analysis import evaluation_parts
+from .fid import (ReferenceStats, cache_path, feature_statistics, frechet_distance_from_features,
+                  load_or_compute_reference, reference_key)
+from .generative import compute_generative_metrics
+from .inception import InceptionFeatures
+from .reconstruction import ReconstructionMetric
+from .sampling import SamplingSettings, class_balanced_labels, sample_images, save_grid
+
+PARTS = ('tokenizer', 'generator', 'features')
+
+
+def build_inception(weights: Optional[str] = None, resize_filter: str = 'bilinear',
+                    batch_size: int = 50) -> Tuple[Optional[InceptionFeatures], Optional[str]]:
+    """``(network, None)``, or ``(None, reason)`` when the FID network cannot be loaded."""
+    try:
+        return InceptionFeatures(weights, resize_filter=resize_filter, batch_size=batch_size), None
+    except (FileNotFoundError, RuntimeError) as e:
+        return None, f'no FID Inception network: {e}'
+
+
+def iterate_batches(data: Union[Dataset, DataLoader], batch_size: int = 64,
+                    max_images: Optional[int] = None) -> Iterator[Tuple[Tensor, Tensor]]:
+    """(images (B, 3, H, W) in [-1, 1], labels (B,)) of the first ``max_images`` items."""
+    if isinstance(data, Dataset):
+        data = Subset(data, range(min(int(max_images or len(data)), len(data))))
+        data = DataLoader(data, batch_size=batch_size, shuffle=False)
+    n = 0
+    for batch in data:
+        x, y = batch['img'].float(), torch.as_tensor(batch['label'])
+        if max_images is not None:
+            x, y = x[:max_images - n], y[:max_images - n]
+        n += len(x)
+        yield x, y
+        if max_images is not None and n >= max_images:
+            return
+
+
+def dataset_reference(dataset: Dataset, num_images: int, inception: InceptionFeatures,
+                      cache_dir: str, name: Optional[str] = None, split: Optional[str] = None,
+                      batch_size: int = 100) -> dict:
+    """Inception statistics and features of the first ``num_images`` of ``dataset``, cached:
+    ``dict(stats=ReferenceStats, info=dict(file, sha256, key, cached, time_s))``; ``key`` names
+    the dataset, split, count, resolution, resize filter and network file hash."""
+    n = min(int(num_images), len(dataset))
+    name = name or getattr(dataset, 'metainfo', {}).get('dataset_name') or type(dataset).__name__
+    key = reference_key(name, split or getattr(dataset, 'split', 'unknown'), n,
+                        dataset[0]['img'].shape[-1], inception)
+    computed, start = [], time.perf_counter()
+
+    def compute() -> Tensor:
+        computed.append(True)
+        return torch.cat([inception(x) for x, _ in iterate_batches(dataset, batch_size, n)])
+
+    stats = load_or_compute_reference(cache_dir, key, compute, with_features=True)
+    path = cache_path(cache_dir, key)
+    return dict(stats=stats, info=dict(file=osp.abspath(path), sha256=file_sha256(path)[:16],
+                                       key=key, cached=not computed,
+                                       time_s=time.perf_counter() - start))
+
+
+def first_images(reference: dict, n: int) -> dict:
+    """A ``dataset_reference`` restricted to its first ``n`` images (same network and filter)."""
+    feats = reference['stats'].features[:n]  # (n, D)
+    return dict(stats=ReferenceStats(*feature_statistics(feats), feats),
+                info=dict(reference['info'], first_images=n))
+
+
+def evaluate_generator(model: nn.Module, settings: SamplingSettings, reference: Optional[dict],
+                       inception: Optional[InceptionFeatures], num_samples: Optional[int] = None,
+                       per_class: Optional[int] = None, device: str = 'cpu',
+                       fid_method: str = 'auto', inception_error: str = 'no FID network given',
+                       grid_path: Optional[str] = None) -> dict:
+    """Sample class-balanced images and compute FID, precision / recall (and IS when possible).
+
+    ``per_class`` samples per class, or ``num_samples`` cycling the classes, of ``model`` (GEAR
+    or FrozenTokenizerAR on ``device``) against ``reference`` (a ``dataset_reference``); no
+    ``inception``: every metric unavailable with ``inception_error``. ``fid_method``: 'sqrtm',
+    'features', or 'auto' ('features' below 2048 samples). ``grid_path``: a PNG of samples.
+    """
+    ar = evaluation_parts(model, settings.use_ema)[1].ar
+    if per_class is None and num_samples is None:
+        raise ValueError('give num_samples or per_class')
+    labels = (class_balanced_labels(ar.num_classes, int(per_class)) if per_class is not None
+              else torch.arange(int(num_samples)) % ar.num_classes)  # (N,)
+    out = dict(settings=settings.to_dict(), num_samples=len(labels), per_class=per_class)
+    if inception is None or reference is None:
+        names = ('fid', 'precision', 'recall', 'inception_score')
+        return dict(out, unavailable=dict.fromkeys(names, inception_error))
+    start = time.perf_counter()
+    images = sample_images(model, labels, settings, device)  # (N, H, W, 3) uint8
+    out['sampling_time_s'] = time.perf_counter() - start
+    if grid_path is not None:  # with per_class: one class per row, up to 10 images each
+        shown = (images.view(ar.num_classes, -1, *images.shape[1:])[:, :10].flatten(0, 1)
+                 if per_class else images)  # (C * min(P, 10), H, W, 3)
+        save_grid(shown, grid_path, nrow=min(int(per_class), 10) if per_class else 10)
+        out['grid'] = osp.abspath(grid_path)
+    if fid_method == 'auto':  # exact and fast below D samples: no D x D sqrtm
+        small = min(len(labels), len(reference['stats'].features)) < inception.feature_dim
+        fid_method = 'features' if small else 'sqrtm'
+    start = time.perf_counter()
+    out.update(compute_generative_metrics(images.split(100), reference['stats'], inception,
+                                          fid_method=fid_method))
+    out.update(metrics_time_s=time.perf_counter() - start, reference=reference['info'])
+    return out
+
+
+@torch.no_grad()
+def evaluate_tokenizer(model: nn.Module, data: Union[Dataset, DataLoader],
+                       inception: Optional[InceptionFeatures] = None,
+                       reference: Optional[dict] = None, use_ema: bool = True,
+                       max_images: Optional[int] = None, batch_size: int = 64,
+                       device: str = 'cpu', inception_error: str = 'no FID network given') -> dict:
+    """Reconstruction L1 / PSNR / SSIM, codebook usage / perplexity / entropy and rFID of the
+    (EMA) tokenizer on the first ``max_images`` of ``data`` (a dataset or dataloader).
+    ``reference``: a ``dataset_reference`` of the SAME images (cached real features), or None
+    to compute them here; without ``inception`` rFID is unavailable (``inception_error``).
+    """
+    tokenizer = evaluation_parts(model, use_ema)[0]
+    was_training, _ = tokenizer.training, tokenizer.eval()
+    metric = ReconstructionMetric(codebook_size=tokenizer.codebook_size)
+    real, fake = [], []
+    try:
+        for x, _ in iterate_batches(data, batch_size, max_images):
+            x_hat, q = tokenizer(x.to(device))  # (B, 3, H, W), indices (B, h, w)
+            metric.process(None, [dict(gt_img=g, pred_img=p, indices=i) for g, p, i in
+                                  zip(x, x_hat.cpu(), q.indices.cpu())])
+            if inception is not None:
+                fake.append(inception(x_hat.clamp(-1, 1)))  # (B, 2048)
+                if reference is None:
+                    real.append(inception(x))
+    finally:
+        tokenizer.train(was_training)
+    out = dict(metric.compute_metrics(metric.results), num_images=len(metric.results),
+               use_ema=use_ema)
+    if inception is None:
+        return dict(out, unavailable=dict(rfid=inception_error))
+    real = reference['stats'].features if reference is not None else torch.cat(real)
+    out.update(rfid=frechet_distance_from_features(real, torch.cat(fake)), rfid_method='features'
+               if min(len(real), len(metric.results)) < inception.feature_dim else 'sqrtm',
+               **inception.settings())
+    out['reference'] = reference['info'] if reference is not None else None
+    return out

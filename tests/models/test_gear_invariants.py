@@ -1,23 +1,41 @@
-"""The gradient routing of one GEAR iteration (DESIGN.md), proven on a tiny model.
+"""The gradient routing of one GEAR iteration (DESIGN.md, "One GEAR iteration"), proven through
+the real ``train_step`` of the shipped tiny stage-1 config with the optimizer wrappers built as
+the runner builds them (``build_optim_wrapper`` from the config's ``optim_wrapper``):
 
-- the next-token loss gives exactly zero gradient to every tokenizer parameter;
-- the soft-branch alignment reaches the encoder and codebook (not the decoder) and changes no
-  AR or projector parameter;
+- the next-token loss (the whole prior step) produces no gradient on any tokenizer parameter;
+- the soft-branch alignment reaches the encoder and codebook (not the decoder), and produces no
+  gradient on the prior or the discriminator;
 - the AR and projectors are unchanged by the tokenizer step; the tokenizer is unchanged by the
-  discriminator and prior steps;
+  discriminator and prior steps (and by the EMA update);
+- both EMAs follow the configured decay (checked on the exact value after a second step);
 - early exit gives the same hidden state and the same tokenizer gradients;
 - the straight-through read-out's forward value is the hard one-hot.
+
+How the phases are observed without reaching into the model: a hook on every parameter of the
+three groups records each gradient *produced* (before accumulation and clipping), and step hooks
+on the three torch optimizers mark where one phase ends and the next begins. A gradient produced
+between the discriminator's step and the prior's step is the prior phase's. No hook firing is
+stricter than a zero gradient: a tokenizer parameter connected to the NTP loss through a head
+that happens to be zero still fails.
 """
 import copy
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.optim import build_optim_wrapper
 
 from gear.registry import MODELS
 from gear.utils.frozen import frozen
+
+from ..conftest import REPO
+
+SHIPPED = f'{REPO}/configs/gear/gear_vq_tiny_fashionmnist.py'
+GROUPS = ('tokenizer', 'discriminator', 'prior')
+PHASES = ('tokenizer', 'discriminator', 'prior', 'after')  # gradients produced before each step
 
 K = 16
 TINY_GEAR = dict(
@@ -37,22 +55,6 @@ OPTIM = dict(constructor='ModuleOptimWrapperConstructor', tokenizer=_opt, discri
              prior=_opt)
 
 
-@pytest.fixture(scope='module')
-def built():
-    torch.manual_seed(0)
-    MessageHub.get_instance('gear-invariants').update_info('iter', 0)
-    model = MODELS.build(TINY_GEAR)
-    with torch.no_grad():  # leave the zero init of the AR head, so the NTP gradient is generic
-        model.prior.ar.output.weight.normal_(0, 0.02)
-    return model
-
-
-@pytest.fixture
-def model(built):
-    m = copy.deepcopy(built).train()
-    return m, build_optim_wrapper(m, copy.deepcopy(OPTIM))
-
-
 def data(n=2):
     g = torch.Generator().manual_seed(1)
     return torch.rand(n, 3, 16, 16, generator=g) * 2 - 1, torch.tensor([3, 7])[:n]
@@ -66,78 +68,179 @@ def unchanged(before, module):
     return all(torch.equal(before[k], v) for k, v in module.state_dict().items())
 
 
-def no_grads(module):
-    return all(p.grad is None or not p.grad.any() for p in module.parameters())
+# ---------------------------------------------------------------- the shipped model, observed
+def shipped_cfg(**model):
+    """The shipped stage-1 config; only the stage-0 checkpoint is not loaded (none here)."""
+    cfg = Config.fromfile(SHIPPED)
+    cfg.model.init_from = None
+    cfg.model.update(model)
+    return cfg
 
 
-def test_ntp_loss_gives_zero_gradient_to_every_tokenizer_parameter(model):
-    m, _ = model
-    x, cond = data()
-    _, q = m.tokenizer(x)
-    losses, _ = m.prior.ntp_and_align(q.indices.detach().flatten(1), cond, m.teacher_features(x))
-    params = list(m.tokenizer.parameters())
-    grads = torch.autograd.grad(losses['loss_ntp'], params, allow_unused=True)
-    assert all(g is None or not g.any() for g in grads)
-    prior_grads = torch.autograd.grad(losses['loss_ntp'], list(m.prior.ar.parameters()),
-                                      allow_unused=True)
-    assert any(g is not None and g.any() for g in prior_grads)  # it does train the AR
+class PhaseRecorder:
+    """Per train_step: the optimizer steps in order, the gradients produced before each (summed
+    per parameter), and the state of the three groups at 'start', 'before {group}' and
+    'after {group}' (its optimizer step), 'phase 2' (the first discriminator call after the
+    tokenizer step: step (1) is over, frozen modules have their buffers back) and 'end'
+    (after the EMA update)."""
+
+    def __init__(self, model, optim_wrapper):
+        self.model, self.steps = model, []
+        for group in GROUPS:
+            for name, p in getattr(model, group).named_parameters():
+                p.register_hook(partial(self._grad, group, name))
+            optimizer = optim_wrapper[group].optimizer
+            optimizer.register_step_pre_hook(lambda *_, g=group: self._step(g))
+            optimizer.register_step_post_hook(lambda *_, g=group: self._stepped(g))
+        model.discriminator.register_forward_pre_hook(self._discriminator_call)
+
+    def states(self):
+        return {g: snapshot(getattr(self.model, g)) for g in GROUPS}
+
+    def train_step(self, batch, optim_wrapper, it):
+        MessageHub.get_current_instance().update_info('iter', it)
+        self.cur = dict(order=[], grads=[{g: {} for g in GROUPS}], states=dict(start=self.states()))
+        logs = self.model.train_step(batch, optim_wrapper)
+        self.cur['states']['end'] = self.states()
+        self.cur['grads'] += [{g: {} for g in GROUPS} for _ in range(4 - len(self.cur['grads']))]
+        self.cur['ema'] = {g: [p.detach().clone() for p in getattr(self.model, f'{g}_ema')
+                                .module.parameters()] for g in ('tokenizer', 'prior')}
+        self.steps.append(self.cur)
+        return logs
+
+    def _grad(self, group, name, grad):
+        produced = self.cur['grads'][-1][group]
+        produced[name] = produced.get(name, 0) + grad.detach().clone()
+
+    def _step(self, group):
+        self.cur['order'].append(group)
+        self.cur['states'][f'before {group}'] = self.states()
+
+    def _discriminator_call(self, *_):
+        if 'after tokenizer' in self.cur['states'] and 'phase 2' not in self.cur['states']:
+            self.cur['states']['phase 2'] = self.states()  # step (2)'s first D forward
+
+    def _stepped(self, group):
+        self.cur['states'][f'after {group}'] = self.states()
+        self.cur['grads'].append({g: {} for g in GROUPS})
 
 
-def test_soft_alignment_reaches_encoder_and_codebook_only(model):
-    m, _ = model
-    x, cond = data()
-    _, q = m.tokenizer(x)
-    with frozen(m.prior, eval_mode=True):
-        loss, _ = m.prior.align(m.readout(q.d), cond, m.teacher_features(x))
-        tok = dict(m.tokenizer.named_parameters())
-        grads = dict(zip(tok, torch.autograd.grad(loss, list(tok.values()), allow_unused=True)))
-        assert all(not p.requires_grad for p in m.prior.parameters())
-    nonzero = {k for k, g in grads.items() if g is not None and g.abs().sum() > 0}
-    assert any(k.startswith('encoder.') for k in nonzero)
-    assert 'quant_conv.weight' in nonzero and 'quantizer.embedding.weight' in nonzero
-    assert not any(k.startswith(('decoder.', 'post_quant_conv.')) for k in nonzero)
+def run_shipped(steps=2, **model):
+    cfg = shipped_cfg(**model)
+    MessageHub.get_instance('gear-invariants-shipped')
+    torch.manual_seed(0)
+    m = MODELS.build(cfg.model).train()
+    optim = build_optim_wrapper(m, copy.deepcopy(cfg.optim_wrapper))  # as the runner does
+    rec = PhaseRecorder(m, optim)
+    g = torch.Generator().manual_seed(1)
+    batch = dict(img=torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, label=torch.tensor([3, 7]))
+    logs = [rec.train_step(batch, optim, it) for it in range(steps)]
+    return cfg, m, rec, logs
 
 
-def test_tokenizer_step_changes_no_prior_or_discriminator_state(model):
-    m, optim = model
-    x, cond = data()
-    prior, disc, tok = snapshot(m.prior), snapshot(m.discriminator), snapshot(m.tokenizer)
-    x_hat, q = m.tokenizer(x)
-    logs = m.tokenizer_phase(x, x_hat, q, cond, m.teacher_features(x), optim['tokenizer'], step=0)
-    assert logs['tokenizer/loss_align_soft'] != 0 and 'tokenizer/loss_gan' in logs
-    assert unchanged(prior, m.prior) and no_grads(m.prior)
-    assert unchanged(disc, m.discriminator) and no_grads(m.discriminator)
-    assert not unchanged(tok, m.tokenizer)
-    assert m.prior.training and all(p.requires_grad for p in m.prior.parameters())  # restored
+@pytest.fixture(scope='module')
+def shipped():
+    """Two steps of the shipped model (the second starts from moved weights and EMAs)."""
+    return run_shipped()
 
 
-def test_discriminator_and_prior_steps_leave_the_tokenizer_unchanged(model):
-    m, optim = model
-    x, cond = data()
-    y = m.teacher_features(x)
-    x_hat, q = m.tokenizer(x)
-    m.tokenizer_phase(x, x_hat, q, cond, y, optim['tokenizer'], step=0)
-    tok, prior = snapshot(m.tokenizer), snapshot(m.prior)
-    m.discriminator_phase(x, x_hat, optim['discriminator'])
-    m.prior_phase(q.indices.detach().flatten(1), cond, y, optim['prior'])
-    assert unchanged(tok, m.tokenizer) and no_grads(m.tokenizer)
-    assert not unchanged(prior, m.prior)  # the prior did step
+def produced(step, phase, group):
+    """{param name: gradient} produced for ``group`` during ``phase`` of one train_step."""
+    return step['grads'][PHASES.index(phase)][group]
 
 
-def test_full_step_updates_each_group_and_both_emas_with_one_decay(model):
-    m, optim = model
-    x, cond = data()
-    before = {n: snapshot(getattr(m, n)) for n in ('tokenizer', 'discriminator', 'prior')}
-    logs = m.train_step(dict(img=x, label=cond), optim)
-    for name, state in before.items():
-        assert not unchanged(state, getattr(m, name)), name
-    for ema, online in ((m.tokenizer_ema, m.tokenizer), (m.prior_ema, m.prior)):
-        assert ema.momentum == pytest.approx(0.1)  # 1 - ema_decay, the same for both
-        assert all(torch.equal(a, b) for a, b in zip(ema.module.parameters(), online.parameters()))
-    for key in ('tokenizer/loss_recon', 'tokenizer/loss_align_soft', 'discriminator/loss',
-                'prior/loss_ntp', 'prior/loss_align', 'prior/cos/effnet',
-                'assign/soft_entropy', 'assign/natural_top1'):
-        assert key in logs, key
+def state(step, at):
+    """The groups' state at 'start', 'before {group}' / 'after {group}' (its optimizer step),
+    'phase 2' or 'end' of one train_step (see ``PhaseRecorder``)."""
+    return step['states'][at]
+
+
+def same(a, b):
+    return [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_each_train_step_steps_the_three_groups_once_in_order(shipped):
+    _, _, rec, logs = shipped
+    for step, log in zip(rec.steps, logs):
+        assert step['order'] == list(GROUPS)
+        assert {'tokenizer/loss_align_soft', 'tokenizer/loss_gan', 'tokenizer/loss_perceptual',
+                'discriminator/loss', 'prior/loss_ntp', 'prior/loss_align'} <= set(log)
+
+
+def test_ntp_loss_never_reaches_the_tokenizer(shipped):
+    _, m, rec, _ = shipped
+    ar = {n for n, _ in m.prior.named_parameters() if n.startswith('ar.')}
+    for step in rec.steps:
+        assert produced(step, 'prior', 'tokenizer') == {}  # no tokenizer gradient at all
+        prior = produced(step, 'prior', 'prior')
+        assert ar <= set(prior) and any(g.any() for g in prior.values())  # it trains the AR
+        assert produced(step, 'tokenizer', 'tokenizer')  # the recorder does see the tokenizer
+        assert produced(step, 'after', 'tokenizer') == {}
+
+
+def test_soft_alignment_reaches_the_tokenizer_and_nothing_else(shipped):
+    cfg, _, rec, _ = shipped
+    for step in rec.steps:  # the tokenizer step: no gradient on the prior or D ...
+        assert produced(step, 'tokenizer', 'prior') == {}
+        assert produced(step, 'tokenizer', 'discriminator') == {}
+        assert same(state(step, 'start')['prior'], state(step, 'after tokenizer')['prior']) == []
+    # ... and the soft alignment is what moves the encoder and codebook: the same first step
+    # with lambda = 0 differs exactly there, not in the decoder
+    assert cfg.model.lambda_align > 0
+    _, _, off, _ = run_shipped(steps=1, lambda_align=0.0)
+    on, off = produced(rec.steps[0], 'tokenizer', 'tokenizer'), produced(off.steps[0], 'tokenizer', 'tokenizer')
+    moved = {n for n in on if not torch.equal(on[n], off.get(n, torch.zeros_like(on[n])))}
+    assert any(n.startswith('encoder.') for n in moved)
+    assert 'quant_conv.weight' in moved and 'quantizer.embedding.weight' in moved
+    assert not any(n.startswith(('decoder.', 'post_quant_conv.')) for n in moved), moved
+
+
+def test_prior_is_unchanged_by_the_tokenizer_step_and_the_tokenizer_by_the_others(shipped):
+    _, _, rec, _ = shipped
+    for step in rec.steps:
+        start = state(step, 'start')
+        tok = state(step, 'phase 2')  # step (1) is over
+        assert same(start['prior'], tok['prior']) == []  # AR + projectors
+        assert same(start['discriminator'], tok['discriminator']) == []  # D, BN buffers too
+        assert same(start['tokenizer'], tok['tokenizer'])  # the tokenizer did step
+        for later in ('after discriminator', 'after prior', 'end'):  # (2), (3), the EMA update
+            assert same(state(step, 'after tokenizer')['tokenizer'],
+                        state(step, later)['tokenizer']) == [], later
+        for phase in ('discriminator', 'prior', 'after'):
+            assert produced(step, phase, 'tokenizer') == {}, phase
+        assert same(tok['discriminator'], state(step, 'after discriminator')['discriminator'])
+        assert same(state(step, 'before prior')['prior'], state(step, 'after prior')['prior'])
+        assert same(state(step, 'after prior')['prior'], state(step, 'end')['prior']) == []
+
+
+@pytest.mark.parametrize('decay', [None, 0.75])  # the shipped 0.99, and one far from it
+def test_both_emas_follow_the_configured_decay(shipped, decay):
+    cfg, m, rec, _ = shipped if decay is None else run_shipped(ema_decay=decay)
+    decay = cfg.model.ema_decay
+    for group in ('tokenizer', 'prior'):
+        names = [n for n, _ in getattr(m, group).named_parameters()]
+        o1, o2 = ([state(step, 'end')[group][n] for n in names] for step in rec.steps)
+        e1, e2 = (step['ema'][group] for step in rec.steps)
+        for e, o in zip(e1, o1):  # mmengine's first update copies the online weights
+            assert torch.equal(e, o)
+        for n, e, a, b in zip(names, e2, o1, o2):  # then ema = decay * ema + (1 - decay) * online
+            torch.testing.assert_close(e, a + (1 - decay) * (b - a), rtol=1e-6, atol=1e-8,
+                                       msg=n)
+        assert sum(not torch.equal(a, b) for a, b in zip(o1, o2)) > len(names) // 2  # moved
+
+
+# ---------------------------------------------------------------- components, on TINY_GEAR
+@pytest.fixture(scope='module')
+def built():
+    torch.manual_seed(0)
+    MessageHub.get_instance('gear-invariants').update_info('iter', 0)
+    return MODELS.build(TINY_GEAR)
+
+
+@pytest.fixture
+def model(built):
+    m = copy.deepcopy(built).train()
+    return m, build_optim_wrapper(m, copy.deepcopy(OPTIM))
 
 
 def test_early_exit_gives_identical_hidden_state_and_tokenizer_gradients(model):

@@ -1,6 +1,7 @@
 """The ``fp32`` flags of losses and quantizers: float32 inside bf16 autocast when asked."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from gear.models.losses import STLPIPS, GANLoss, L1Loss
 from gear.models.losses.precision import fp32_region
@@ -30,7 +31,12 @@ def test_gan_and_pixel_losses(fp32):
         r = l1(logits, -logits)
     want = torch.float32 if fp32 else torch.bfloat16
     assert d.dtype == want and g.dtype == want
-    assert r.dtype == torch.float32  # fp32=False: autocast's own choice (l1_loss is fp32-listed)
+    assert r.dtype == torch.float32  # both: l1_loss is on autocast's float32 list
+    # outside autocast nothing casts for the loss: the flag alone decides the precision
+    r = l1(logits, -logits)
+    assert r.dtype == want
+    if fp32:
+        assert torch.equal(r, F.l1_loss(logits.float(), -logits.float()))
     ref = gan.discriminator_loss(logits.float(), -logits.float())
     assert torch.allclose(d.float(), ref, rtol=1e-2)
 

@@ -13,17 +13,16 @@ import torch
 from gear.models.converters import VQ16_ARCH, convert_llamagen_vq, infer_arch, to_llamagen_vq
 from gear.models.tokenizers import VQTokenizer
 
+from ..conftest import golden_file
+
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / 'shared'
-SHAPES_JSON = SHARED / 'fixtures' / 'reference' / 'released_state_dict_shapes.json'
 
 
 @pytest.fixture(scope='module')
-def released_vq16():
+def released_vq16(golden_dir):
     """A state dict of random tensors with the released VQ-16 names and shapes."""
-    if not SHAPES_JSON.is_file():
-        pytest.skip(f'reference fixture not found: {SHAPES_JSON}')
-    entry = json.loads(SHAPES_JSON.read_text())['VQ-16']
+    shapes = golden_file(golden_dir, 'released_state_dict_shapes.json')
+    entry = json.loads(shapes.read_text())['VQ-16']
     gen = torch.Generator().manual_seed(0)
     state_dict = {k: torch.randn(*shape, generator=gen) for k, shape in entry['state_dict'].items()}
     return state_dict, entry['num_params']

@@ -1,5 +1,4 @@
 """VQTokenizer: golden match against the released LlamaGen VQ architecture, shapes, registry."""
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,8 +8,7 @@ from gear.models.quantizers import QuantizerOutput
 from gear.models.tokenizers import VQTokenizer
 from gear.registry import TOKENIZERS
 
-SHARED = Path(__file__).resolve().parents[2].parent / 'shared'
-VQ_SMALL = SHARED / 'fixtures' / 'reference' / 'vq_small.pt'
+from ..conftest import golden_file
 
 
 def tokenizer_from_fixture_arch(arch: dict) -> VQTokenizer:
@@ -24,10 +22,8 @@ def tokenizer_from_fixture_arch(arch: dict) -> VQTokenizer:
 
 
 @pytest.fixture(scope='module')
-def golden():
-    if not VQ_SMALL.is_file():
-        pytest.skip(f'reference fixture not found: {VQ_SMALL}')
-    ref = torch.load(VQ_SMALL, weights_only=True)
+def golden(golden_dir):
+    ref = torch.load(golden_file(golden_dir, 'vq_small.pt'), weights_only=True)
     model = tokenizer_from_fixture_arch(ref['arch'])
     model.load_state_dict(convert_llamagen_vq(ref['state_dict']), strict=True)
     return model.eval(), ref

@@ -6,6 +6,7 @@ VGG here), no earlier-stage checkpoint, and no checkpoint written (GBs at full s
 real ImageNet photos in the ImageNet layout."""
 import glob
 import json
+import math
 import os.path as osp
 
 import pytest
@@ -56,11 +57,14 @@ def test_gear_imagenet_recipe_runs_a_step(size, tmp_path, imagenet_layout):
         'model.perceptual_loss.net=alex'])
     row = rows[-1]
     assert row['step'] == 1
-    for key in ('tokenizer/loss_align_soft', 'prior/loss_ntp', 'discriminator/loss'):
-        assert key in row and row[key] == row[key]  # logged and not NaN
+    for key in ('tokenizer/loss_align_soft', 'discriminator/loss'):
+        assert math.isfinite(row[key]), key
+    # a fresh AR has a zero output head (LlamaGen's init): its first NTP loss is exactly that
+    # of the uniform distribution over the 16384 codes, whatever the tokens
+    assert row['prior/loss_ntp'] == pytest.approx(math.log(16384), rel=1e-5)
 
 
-def test_baseline_imagenet_recipe_runs_a_step(tmp_path, imagenet_layout, shared_dir):
+def test_baseline_imagenet_recipe_runs_a_step(tmp_path, imagenet_layout):
     # the frozen tokenizer: VQ-16 weights of random values in the released key layout
     import torch
 

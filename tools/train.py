@@ -17,7 +17,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from gear.engine import check_config  # noqa: E402
-from gear.engine.config_check import ConfigError  # noqa: E402
+from gear.engine.config_check import ConfigError, read_config  # noqa: E402
 from gear.registry import RUNNERS  # noqa: E402
 from gear.utils.distributed import describe_collective_error  # noqa: E402
 
@@ -41,8 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def load_config(args) -> Config:
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'config file not found: {args.config}')
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
+    cfg = read_config(args.config, args.cfg_options)  # helpers dropped, overrides checked
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

@@ -2,5 +2,5 @@
 # (warm-up) EMA tokenizer. Released Warmup-VQ instead: model.tokenizer_from.checkpoint=vq-with-gan.pt
 # model.tokenizer_from.prefix=None
 _base_ = ['./ar_vq_l_imagenet_vqonly.py']
-stage0 = 'work_dirs/tokenizer_vq16_imagenet/final.pth'
-model = dict(tokenizer_from=dict(checkpoint=stage0, prefix='tokenizer_ema.module'))
+_stage0 = 'work_dirs/tokenizer_vq16_imagenet/final.pth'
+model = dict(tokenizer_from=dict(checkpoint=_stage0, prefix='tokenizer_ema.module'))

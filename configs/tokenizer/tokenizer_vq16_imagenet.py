@@ -4,6 +4,7 @@
 #   torchrun --nproc_per_node 8 tools/train.py configs/tokenizer/tokenizer_vq16_imagenet.py --launcher pytorch
 _base_ = [
     '../_base_/default_runtime.py',
+    '../_base_/strategies/ddp.py',
     '../_base_/models/vq16.py',
     '../_base_/models/tokenizer_warmup.py',
     '../_base_/datasets/imagenet.py',
@@ -11,7 +12,7 @@ _base_ = [
 ]
 
 model = dict(
-    tokenizer={{_base_.tokenizer}},
+    tokenizer={{_base_._tokenizer}},
     tokenizer_init='checkpoints/vq_ds16_c2i.pt',  # LlamaGen's released VQ-16 (tools/download.py)
     perceptual_loss=dict(type='LPIPS', net='vgg', loss_weight=1.0),  # ImageNet VGG16 weights
     gan_loss=dict(type='GANLoss', loss_type='hinge', loss_weight=0.1, disc_start=0),
@@ -21,11 +22,7 @@ _adamw = dict(type='FusedAdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0, 
 optim_wrapper = dict(
     tokenizer=dict(type='GearAmpOptimWrapper', dtype='bfloat16', optimizer=_adamw),
     discriminator=dict(type='GearAmpOptimWrapper', dtype='bfloat16', optimizer=_adamw))
-custom_hooks = [
-    dict(type='RNGStateHook'),
-    dict(type='CodebookMonitorHook'),
-    dict(type='ReconstructionVisHook', num_images=32, nrow=8),
-    dict(type='ExportWeightsHook'),
-]
-val_evaluator = dict(type='ReconstructionMetric', codebook_size=16384)
+custom_hooks = [dict(type='ReconstructionVisHook', num_images=32, nrow=8)]
+val_evaluator = dict(type='ReconstructionMetric',
+                     codebook_size={{_base_._tokenizer.quantizer.codebook_size}})  # 16384
 test_evaluator = val_evaluator

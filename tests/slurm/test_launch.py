@@ -24,7 +24,7 @@ from .conftest import DONE, job_info, submitted_ids, wait_for_jobs
 
 TINY = 'configs/pipelines/gear_vq_tiny_fashionmnist.py'
 FAST = ['train_cfg.max_iters=4', 'train_cfg.val_interval=2', 'default_hooks.logger.interval=2',
-        'default_hooks.checkpoint.interval=2', 'train_dataloader.batch_size=4',
+        'default_hooks.checkpoint.interval=2', 'global_batch_size=4',
         'val_dataloader.dataset.num_samples=8']
 # one core per job: two jobs share the 2-core node (stage1 beside the baseline)
 LOCAL = ['--cluster', 'local', '--time', '10', '--cpus-per-task', '1']
@@ -137,7 +137,7 @@ def test_preempted_stage_requeues_and_resumes(slurm_cluster, fashion_mnist_root,
     max_iters, interval = 40, 10
     opts = [f'train_cfg.max_iters={max_iters}', f'train_cfg.val_interval={max_iters}',
             'default_hooks.logger.interval=1', f'default_hooks.checkpoint.interval={interval}',
-            'train_dataloader.batch_size=4', 'val_dataloader.dataset.num_samples=8']
+            'global_batch_size=4', 'val_dataloader.dataset.num_samples=8']
     cmd = ['slurm/launch.py', '--pipeline', TINY, '--stages', 'stage0_warmup', *LOCAL,
            '--work-dir', str(tmp_path), '--cfg-options', *opts]
     ids = submitted_ids(run_tool(cmd, timeout=120).stdout)

@@ -45,6 +45,8 @@ def test_dry_run_of_the_4_node_imagenet_pipeline(tmp_path):
     for body in jobs.values():
         assert '4 nodes x 8 GPUs, 8 tasks per node (world size 32)' in body
         assert 'partition (default)' in body and 'memory whole node' in body
+        # the recipe's global batch on 32 GPUs (REFERENCE.md: 256 for every stage)
+        assert 'batch: global batch 256, 8 per GPU (256 / world size 32)' in body
     assert 'dependency: -' in jobs['stage0_tokenizer']
     assert 'dependency: afterok:<stage0_tokenizer>' in jobs['stage1_gear']
     assert 'dependency: afterok:<stage1_gear>' in jobs['stage2_vqonly']
@@ -53,6 +55,19 @@ def test_dry_run_of_the_4_node_imagenet_pipeline(tmp_path):
     assert f'model.init_from.checkpoint={stage0}' in jobs['stage1_gear']
     assert '--resume' in jobs['stage2_vqonly'] and 'submitted' not in out
     assert not osp.exists(tmp_path / 'slurm')  # nothing was submitted
+
+
+def test_a_global_batch_that_does_not_divide_or_a_bad_override_submits_nothing(tmp_path):
+    proc = run_tool(['slurm/launch.py', '--nodes', '3', '--gpus-per-node', '1', '--dry-run',
+                     '--work-dir', str(tmp_path)], timeout=120, check=False)
+    assert proc.returncode != 0
+    assert 'stage0_tokenizer' in proc.stderr
+    assert 'global_batch_size: 256 does not divide over 3 ranks' in proc.stderr
+    proc = run_tool(['slurm/launch.py', '--dry-run', '--work-dir', str(tmp_path),
+                     '--cfg-options', 'train_cfg.max_iter=4'], timeout=120, check=False)
+    assert proc.returncode != 0
+    assert "did you mean 'train_cfg.max_iters'" in proc.stderr
+    assert not osp.exists(tmp_path / 'slurm')
 
 
 def test_plan_skips_complete_stages_and_their_edges(tmp_path):

@@ -19,7 +19,7 @@ from typing import List, Optional
 from mmengine.config import Config, DictAction
 
 from gear.engine import check_config
-from gear.engine.config_check import ConfigError
+from gear.engine.config_check import ConfigError, read_config
 from gear.registry import RUNNERS
 from gear.utils.config_path import find_config
 from gear.utils.distributed import describe_collective_error
@@ -55,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    """The config of ``args.config`` with the command line applied (overrides, work dir, resume)."""
-    cfg = Config.fromfile(find_config(args.config))
-    cfg.merge_from_dict(args.cfg_options)
+    """The config of ``args.config`` with the command line applied (overrides, work dir, resume);
+    helpers dropped and overrides checked (``read_config``)."""
+    cfg = read_config(find_config(args.config), args.cfg_options)
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -73,8 +73,8 @@ def load_config(args: argparse.Namespace) -> Config:
 def main(argv: Optional[List[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    cfg = load_config(args)
     try:
+        cfg = load_config(args)
         check_config(cfg)
     except ConfigError as e:
         sys.exit(f'config error in {args.config}: {e}')

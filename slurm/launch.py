@@ -14,7 +14,10 @@ every job resumes from the newest checkpoint in its work dir; a job that times o
 preempted requeues itself (at most ``--max-requeues`` times). Logs:
 ``{work_dir}/slurm/{stage}/{job_id}_0_log.{out,err}``. Defaults come from ``slurm/cluster.py``.
 The options of ``python -m gear.train`` (``--work-dir``, ``--cfg-options``) mean the same here
-(``gear.train.add_train_arguments``); jobs run in the directory they were submitted from.
+(``gear.train.add_train_arguments``); jobs run in the directory they were submitted from. The
+global batch is the config's ``global_batch_size`` whatever the number of nodes: each task loads
+``global_batch_size / world size`` (``--dry-run`` shows both; a global batch that does not divide
+over the tasks is refused before anything is submitted).
 """
 import argparse
 import getpass
@@ -27,6 +30,8 @@ from typing import Dict, List, Optional
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkout without install
 
 import gear  # noqa: E402
+from gear.engine.batch import GLOBAL_BATCH_KEY, per_rank_batch  # noqa: E402
+from gear.engine.config_check import read_config  # noqa: E402
 from gear.pipeline.chain import Pipeline, Stage, load_pipeline  # noqa: E402
 from gear.pipeline.slurm_trainer import Trainer  # noqa: E402
 from gear.train import add_train_arguments, build_parser as build_train_parser  # noqa: E402
@@ -71,6 +76,8 @@ class Job:
     folder: str
     params: Dict[str, object]
     after: List[str] = field(default_factory=list)
+    global_batch: Optional[int] = None  # the config's global_batch_size (with --cfg-options)
+    rank_batch: Optional[int] = None  # what each task loads: global_batch / world size
 
 
 def resolve(args) -> dict:
@@ -123,6 +130,25 @@ def active_jobs() -> Dict[str, str]:
             if comment.startswith('gear:')}
 
 
+def batch_of(stage: Stage, train_args, res: dict):
+    """(global batch, per-task batch) of a stage's config with its ``--cfg-options`` on
+    ``res``'s world size; (None, None) for a config without ``global_batch_size``.
+
+    Raises:
+        ValueError: (a ``ConfigError``) if an override names a key that nothing reads, or the
+            global batch does not divide over the tasks; the message names the stage.
+    """
+    world_size = res['nodes'] * res['tasks_per_node']
+    try:
+        cfg = read_config(train_args.config, train_args.cfg_options)
+        global_batch = cfg.get(GLOBAL_BATCH_KEY)
+        if global_batch is None:
+            return None, None
+        return global_batch, per_rank_batch(global_batch, world_size)
+    except ValueError as e:
+        raise ValueError(f'{stage.name} ({stage.config}): {e}') from e
+
+
 def plan(pipeline: Pipeline, res: dict, only: Optional[List[str]] = None,
          extra: Optional[dict] = None, active: Optional[Dict[str, str]] = None) -> List[Job]:
     """The jobs to submit, in pipeline order: complete stages skipped, their edges dropped.
@@ -154,11 +180,13 @@ def plan(pipeline: Pipeline, res: dict, only: Optional[List[str]] = None,
             raise ValueError(f'{stage.name} needs {missing}: not complete in {pipeline.work_dir} '
                              f'and not submitted with it (add them to --stages)')
         argv = pipeline.train_args(stage, extra)
-        build_train_parser().parse_args(argv)  # the job's arguments must parse
+        train_args = build_train_parser().parse_args(argv)  # the job's arguments must parse
+        global_batch, rank_batch = batch_of(stage, train_args, res)
         work_dir = pipeline.stage_dir(stage.name)
         jobs.append(Job(stage=stage, argv=argv, work_dir=work_dir, after=after,
                         folder=osp.join(pipeline.work_dir, 'slurm', stage.name),
-                        params=executor_params(stage, res)))
+                        params=executor_params(stage, res), global_batch=global_batch,
+                        rank_batch=rank_batch))
     return jobs
 
 
@@ -168,12 +196,18 @@ def describe(job: Job, res: dict, active: Dict[str, str]) -> str:
     mem = {None: 'partition default', 0: 'whole node'}.get(res['mem_gb'], f'{res["mem_gb"]} GB')
     deps = ','.join(f'afterok:{active[d]}' if d in active else f'afterok:<{d}>'
                     for d in job.after) or '-'
+    world_size = res['nodes'] * res['tasks_per_node']
+    per = 'per GPU' if res['gpus_per_node'] else 'per task'
+    batch = ('the config\'s train_dataloader' if job.global_batch is None else
+             f'global batch {job.global_batch}, {job.rank_batch} {per} '
+             f'({job.global_batch} / world size {world_size})')
     return '\n'.join([
         f'{job.stage.name}:',
         f'  resources: {res["nodes"]} nodes x {gpus}, {res["tasks_per_node"]} tasks per node '
         f'(world size {res["nodes"] * res["tasks_per_node"]}), {res["cpus_per_task"]} CPUs per '
         f'task, memory {mem}, partition {res["partition"] or "(default)"}, time '
         f'{res["time_min"]} min, max requeues {res["max_requeues"]}',
+        f'  batch: {batch}',
         f'  dependency: {deps}',
         f'  command: python -m gear.train {" ".join(job.argv)}',
         f'  logs: {job.folder}/%j_0_log.out'])

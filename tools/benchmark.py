@@ -42,6 +42,8 @@ from mmengine.optim import build_optim_wrapper  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
 import gear.engine  # noqa: E402,F401  (registers gear's optimizers, wrappers, hooks)
+from gear.engine.batch import per_rank_batch  # noqa: E402
+from gear.engine.config_check import check_overrides, read_config  # noqa: E402
 from gear.engine.optim_wrappers import DeferredGradNormMixin  # noqa: E402
 from gear.registry import MODELS  # noqa: E402
 from gear.utils.checkpoint import atomic_write_bytes  # noqa: E402
@@ -57,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('config', help='a stage 0, 1 or 2 config')
     parser.add_argument('--iters', type=int, default=10, help='timed steps')
     parser.add_argument('--warmup', type=int, default=3, help='untimed steps before timing')
-    parser.add_argument('--batch-size', type=int, help='per-device batch (default: the config)')
+    parser.add_argument('--batch-size', type=int, help="per-device batch (default: the config's "
+                        'global_batch_size, as one process trains it)')
     parser.add_argument('--amp', choices=['config', 'bf16', 'fp32'], default='config',
                         help="config: the config's wrappers (AmpOptimWrapper becomes "
                         'GearAmpOptimWrapper off CUDA); bf16: GearAmpOptimWrapper bf16 for every '
@@ -126,9 +129,11 @@ def benchmark_config(cfg: Config, args) -> Config:
             group['optimizer']['type'] = 'FusedAdamW'
             for key in ('fused', 'foreach'):
                 group['optimizer'].pop(key, None)
-    if args.batch_size is not None:
-        cfg.train_dataloader.batch_size = args.batch_size
+    check_overrides(cfg, args.cfg_options)
     cfg.merge_from_dict(args.cfg_options)
+    # one process: the per-rank batch is the whole global batch (gear/engine/batch.py)
+    cfg.train_dataloader.batch_size = (args.batch_size if args.batch_size is not None
+                                       else per_rank_batch(cfg.global_batch_size, 1))
     return cfg
 
 
@@ -176,7 +181,7 @@ class PhaseTimer:
 def synthetic_batch(cfg: Config, ar, device: torch.device, generator: torch.Generator) -> dict:
     """A batch like the dataloader's: img (B, 3, R, R) in [-1, 1], label (B,)."""
     batch = cfg.train_dataloader.batch_size
-    res = cfg.train_dataloader.dataset.get('resolution', cfg.get('resolution'))
+    res = cfg.train_dataloader.dataset.resolution
     num_classes = ar.num_classes if ar is not None else 1000
     img = torch.rand(batch, 3, res, res, generator=generator) * 2 - 1
     label = torch.randint(0, num_classes, (batch,), generator=generator)
@@ -228,7 +233,7 @@ def peak_memory(device: torch.device) -> dict:
 
 def run(args) -> dict:
     DefaultScope.get_instance('gear-benchmark', scope_name='gear')
-    cfg = benchmark_config(Config.fromfile(args.config), args)
+    cfg = benchmark_config(read_config(args.config), args)
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     model = MODELS.build(cfg.model).to(device).train()

@@ -1,4 +1,5 @@
-"""Print a config fully resolved (bases merged, overrides applied), as the runner will see it.
+"""Print a config fully resolved (bases merged, helper variables dropped, overrides checked and
+applied: gear.engine.config_check.read_config), as the runner will see it.
 
     python tools/print_config.py configs/tokenizer/tokenizer_vq_tiny_fashionmnist.py
     python tools/print_config.py CONFIG --cfg-options train_cfg.max_iters=10 --check
@@ -9,9 +10,9 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
-from gear.engine.config_check import ConfigError, check_config  # noqa: E402
+from gear.engine.config_check import ConfigError, check_config, read_config  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -20,8 +21,10 @@ def main(argv=None) -> None:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     parser.add_argument('--check', action='store_true', help='also run the config checks')
     args = parser.parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
+    try:
+        cfg = read_config(args.config, args.cfg_options)
+    except ConfigError as e:
+        sys.exit(f'config error in {args.config}: {e}')
     print(cfg.pretty_text)
     if args.check:
         try:

@@ -1,41 +1,45 @@
 # Runtime shared by every gear config: runner, hooks, logging, checkpoints, visualisation.
-# Multi-process: DDP per trainable module (strategies/ddp.py); strategies/zero*.py add DeepSpeed.
-_base_ = ['./strategies/ddp.py']
+# Multi-process: each experiment lists a strategies/ fragment beside this one (ddp.py: DDP per
+# trainable module; zero*.py: DeepSpeed).
 default_scope = 'gear'
 runner_type = 'GearRunner'  # atomic checkpoints, strict loading, CPU process groups
 
-log_interval = 50  # steps between log lines; the codebook monitor uses the same window
-checkpoint_interval = 1000
+_log_interval = 50  # steps between log lines; the codebook monitor uses the same window
+_checkpoint_interval = 1000
 
+# Every hook that the pipeline and resume depend on is a default hook, keyed by name, so an
+# experiment changes one (default_hooks=dict(logger=dict(interval=20))) or removes one
+# (export_weights=None) without re-listing the others; custom_hooks holds the optional ones
+# (visualisation, validation at step 0). Hooks run in priority order, ties in registration
+# order: mmengine's six first, then the four below, then custom_hooks.
 default_hooks = dict(
     runtime_info=dict(type='RuntimeInfoHook'),
     timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=log_interval, log_metric_by_epoch=False),
+    logger=dict(type='LoggerHook', interval=_log_interval, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=checkpoint_interval,
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=_checkpoint_interval,
                     max_keep_ckpts=3, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # before RuntimeInfoHook: the step's outputs stay on the device, one sync per log window
     log_sync=dict(type='LogSyncHook'),
+    rng_state=dict(type='RNGStateHook'),  # RNG states in checkpoints: exact resume
+    codebook_monitor=dict(type='CodebookMonitorHook'),  # codebook usage in the log
+    export_weights=dict(type='ExportWeightsHook'),  # {work_dir}/final.pth: the next stage's input
 )
-custom_hooks = [
-    dict(type='RNGStateHook'),
-    dict(type='CodebookMonitorHook'),
-    dict(type='ExportWeightsHook'),  # {work_dir}/final.pth: what the next stage starts from
-]
+custom_hooks = []
 
 # dist_cfg.timeout (s): a collective that some rank never reaches fails the run after this long
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
                dist_cfg=dict(backend='nccl', timeout=1800))
 randomness = dict(seed=0, deterministic=False)
 
-vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
-visualizer = dict(type='Visualizer', vis_backends=vis_backends)
+visualizer = dict(type='Visualizer',
+                  vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
 # Training outputs ('{phase}/{name}', 'assign/{name}'), grad norms and times are averaged over
 # the logging window (LogSyncHook replays each step's values, so these are true window means);
 # learning rates and validation metrics show their latest value; codebook statistics are
 # already window totals.
-log_processor = dict(by_epoch=False, window_size=log_interval,
+log_processor = dict(by_epoch=False, window_size=_log_interval,
                      mean_pattern=(r'.*(loss|time|data_time|grad_norm).*'
                                    r'|^(tokenizer|discriminator|prior|assign)/'),
                      custom_cfg=[dict(data_src=f'codebook/tokenizer/{k}', method_name='mean', window_size=1)

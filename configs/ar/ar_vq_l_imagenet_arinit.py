@@ -1,6 +1,6 @@
 # Stage 2 "ar-init", reference recipe: continue the stage-1 GPT-L prior (and its EMA) on the
 # frozen stage-1 EMA tokenizer.
 _base_ = ['./ar_vq_l_imagenet_vqonly.py']
-stage1 = 'work_dirs/gear_vq_l_imagenet/final.pth'
-model = dict(init_from=[dict(checkpoint=stage1, modules={
+_stage1 = 'work_dirs/gear_vq_l_imagenet/final.pth'
+model = dict(init_from=[dict(checkpoint=_stage1, modules={
     'tokenizer_ema.module': 'tokenizer', 'prior': 'prior', 'prior_ema': 'prior_ema'})])

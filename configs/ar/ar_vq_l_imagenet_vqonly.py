@@ -3,6 +3,7 @@
 # batch 256, bf16, EMA 0.9999, to 4M steps in total.
 _base_ = [
     '../_base_/default_runtime.py',
+    '../_base_/strategies/ddp.py',
     '../_base_/models/vq16.py',
     '../_base_/models/llamagen_gpt_l.py',
     '../_base_/models/frozen_tokenizer_ar.py',
@@ -10,12 +11,12 @@ _base_ = [
     '../_base_/datasets/imagenet.py',
     '../_base_/schedules/ar.py',
 ]
-stage1 = 'work_dirs/gear_vq_l_imagenet/final.pth'  # this stage from that stage
+_stage1 = 'work_dirs/gear_vq_l_imagenet/final.pth'  # this stage from that stage
 
 model = dict(
-    tokenizer={{_base_.tokenizer}},
-    init_from=[dict(checkpoint=stage1, modules={'tokenizer_ema.module': 'tokenizer'})],
-    teachers={{_base_.teachers}},
-    prior=dict(ar={{_base_.ar}}, align_depth=8),
+    tokenizer={{_base_._tokenizer}},
+    init_from=[dict(checkpoint=_stage1, modules={'tokenizer_ema.module': 'tokenizer'})],
+    teachers={{_base_._teachers}},
+    prior=dict(ar={{_base_._ar}}, align_depth=8),
 )
 optim_wrapper = dict(prior=dict(type='GearAmpOptimWrapper', dtype='bfloat16', optimizer=dict(type='FusedAdamW')))

@@ -2,5 +2,5 @@
 # (warm-up) EMA tokenizer. Released Warmup-VQ instead: model.init_from.0.checkpoint=vq-with-gan.pt
 # model.init_from.0.modules=tokenizer:tokenizer
 _base_ = ['./ar_vq_l_imagenet_vqonly.py']
-stage0 = 'work_dirs/tokenizer_vq16_imagenet/final.pth'
-model = dict(init_from=[dict(checkpoint=stage0, modules={'tokenizer_ema.module': 'tokenizer'})])
+_stage0 = 'work_dirs/tokenizer_vq16_imagenet/final.pth'
+model = dict(init_from=[dict(checkpoint=_stage0, modules={'tokenizer_ema.module': 'tokenizer'})])

@@ -1,6 +1,6 @@
 # Baseline LlamaGen-REPA: the same fresh GPT (+ REPA) as the vq-only stage 2, on the frozen
 # stage-0 (warm-up) tokenizer instead of the GEAR one: the comparison GEAR is judged by.
 _base_ = ['./ar_vq_tiny_fashionmnist_vqonly.py']
-stage0 = 'work_dirs/tokenizer_vq_tiny_fashionmnist/final.pth'
+_stage0 = 'work_dirs/tokenizer_vq_tiny_fashionmnist/final.pth'
 
-model = dict(init_from=[dict(checkpoint=stage0, modules={'tokenizer_ema.module': 'tokenizer'})])
+model = dict(init_from=[dict(checkpoint=_stage0, modules={'tokenizer_ema.module': 'tokenizer'})])

@@ -5,8 +5,9 @@
 #   python tools/pipeline.py configs/pipelines/gear_vq_l_imagenet.py   # the same, one machine
 # Each stage runs tools/train.py in {work_dir}/{name}; ``inputs`` maps a config key to the stage
 # whose exported weights (final.pth) it reads. Complete stages are skipped, so a rerun resumes.
-# Batch sizes are per GPU (the recipe's global 256 on 8 GPUs); on 4 x 8 GPUs keep 256 with
-# --cfg-options train_dataloader.batch_size=8.
+# Every stage trains at the recipe's global batch of 256 (global_batch_size) on any number of
+# GPUs: each loads 256 / world size, 8 on 4 nodes x 8 GPUs; --cfg-options global_batch_size=N
+# changes it (the LR stays the config's).
 work_dir = 'work_dirs/pipeline_gear_vq_l_imagenet'
 stages = [
     dict(name='stage0_tokenizer', config='configs/tokenizer/tokenizer_vq16_imagenet.py'),

@@ -10,11 +10,11 @@ work_dir = 'work_dirs/study_gear_vq_b_imagenet128'
 warmup = 'configs/tokenizer/tokenizer_vq16_imagenet.py'
 stage1 = 'configs/gear/gear_vq_b_imagenet.py'
 ar = 'configs/ar/ar_vq_b_imagenet_vqonly.py'
-data_root = 'data/imagenet'
-_data = {'train_dataloader.dataset.data_root': data_root,
-         'val_dataloader.dataset.data_root': data_root,
+_data_root = 'data/imagenet'
+_data = {'train_dataloader.dataset.data_root': _data_root,
+         'val_dataloader.dataset.data_root': _data_root,
          'train_dataloader.dataset.resolution': 128, 'val_dataloader.dataset.resolution': 128,
-         'train_dataloader.batch_size': 64}
+         'global_batch_size': 64}
 _tokens = {'model.teachers.dinov2.image_size': 112, 'model.teachers.dinov2.grid_size': 8,
            'model.prior.ar.block_size': 64}  # 8x8 tokens, 8x8 teacher patches
 _schedule = {'train_cfg.val_interval': 5000, 'default_hooks.checkpoint.interval': 5000}
@@ -28,7 +28,7 @@ jobs = 1  # one GPU: one stage at a time
 evaluate = dict(
     _delete_=True,
     seeds=[0, 1, 2],
-    dataset=dict(type='ImageNetFolder', data_root=data_root, split='val', resolution=128,
+    dataset=dict(type='ImageNetFolder', data_root=_data_root, split='val', resolution=128,
                  random_crop=False, hflip=False),
     per_class=10,  # x 1000 classes = 10k samples per AR
     reference_images=10000,

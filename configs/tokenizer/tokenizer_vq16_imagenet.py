@@ -4,6 +4,7 @@
 #   torchrun --nproc_per_node 8 tools/train.py configs/tokenizer/tokenizer_vq16_imagenet.py --launcher pytorch
 _base_ = [
     '../_base_/default_runtime.py',
+    '../_base_/strategies/ddp.py',
     '../_base_/models/vq16.py',
     '../_base_/models/tokenizer_warmup.py',
     '../_base_/datasets/imagenet.py',
@@ -11,7 +12,7 @@ _base_ = [
 ]
 
 model = dict(
-    tokenizer={{_base_.tokenizer}},
+    tokenizer={{_base_._tokenizer}},
     # LlamaGen's released VQ-16 (https://huggingface.co/FoundationVision/LlamaGen, vq_ds16_c2i.pt),
     # converted on load; the EMA starts from the same weights
     init_from=[dict(checkpoint='checkpoints/vq_ds16_c2i.pt', modules=dict(tokenizer='tokenizer'))],
@@ -23,11 +24,7 @@ _adamw = dict(type='FusedAdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0, 
 optim_wrapper = dict(
     tokenizer=dict(type='GearAmpOptimWrapper', dtype='bfloat16', optimizer=_adamw),
     discriminator=dict(type='GearAmpOptimWrapper', dtype='bfloat16', optimizer=_adamw))
-custom_hooks = [
-    dict(type='RNGStateHook'),
-    dict(type='CodebookMonitorHook'),
-    dict(type='ReconstructionVisHook', num_images=32, nrow=8),
-    dict(type='ExportWeightsHook'),
-]
-val_evaluator = dict(type='ReconstructionMetric', codebook_size=16384)
+custom_hooks = [dict(type='ReconstructionVisHook', num_images=32, nrow=8)]
+val_evaluator = dict(type='ReconstructionMetric',
+                     codebook_size={{_base_._tokenizer.quantizer.codebook_size}})  # 16384
 test_evaluator = val_evaluator

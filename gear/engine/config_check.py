@@ -1,13 +1,22 @@
-"""Check a config before anything is built, so a typo fails in a second, naming its key.
+"""Load and check a config before anything is built, so a typo fails in a second, naming its key.
 
-Checked: every ``type`` resolves in some registry; every key of a typed dict is an argument of
+Loading (:func:`read_config`): mmengine's ``Config.fromfile``, then :func:`drop_helpers` removes
+the top-level names that start with ``_`` (a config file's own helper variables: values a fragment
+shares with the files that inherit it, as ``{{_base_._tokenizer}}``, and numbers a file derives
+settings from), so the resolved config holds settings only; then :func:`check_overrides` refuses
+a ``--cfg-options`` key that nothing reads, with the nearest key that exists; then the overrides
+are merged.
+
+Checked by :func:`check_config`: every ``type`` resolves in some registry; every key of a typed dict is an argument of
 that class (unless it takes ``**kwargs``) or one of its ``builder_args``; model and dataset
 components get every required argument; the data resolution is a multiple of the tokenizer's downsampling factor;
-``sync_bn`` and ``env_cfg.dist_cfg.timeout`` have usable values.
+``sync_bn`` and ``env_cfg.dist_cfg.timeout`` have usable values; the batch is given as
+``global_batch_size`` alone (the runner derives the per-rank ``train_dataloader.batch_size``).
 """
 import difflib
 import inspect
-from typing import Any, Iterator, List, Optional, Tuple
+import re
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config, ConfigDict
 
@@ -32,6 +41,20 @@ _INJECTED = {'self', 'runner', 'dataloader', 'evaluator', 'params', 'optimizer',
 # Sub-trees whose required arguments are all the config's to give.
 _REQUIRED_CHECKED = ('model', 'train_dataloader.dataset', 'val_dataloader.dataset',
                      'test_dataloader.dataset')
+
+
+# Top-level settings something reads, whether or not a config sets them: mmengine's
+# ``Runner.from_cfg`` and ``Runner`` (``model_wrapper_cfg``, ``compile``, ...), gear.train
+# (``runner_type``) and gear (``GearRunner``: ``sync_bn``, ``deepspeed_cfg``,
+# ``global_batch_size``).
+SETTINGS = frozenset({
+    'model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader', 'train_cfg',
+    'val_cfg', 'test_cfg', 'auto_scale_lr', 'optim_wrapper', 'param_scheduler', 'val_evaluator',
+    'test_evaluator', 'default_hooks', 'custom_hooks', 'data_preprocessor', 'load_from',
+    'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level', 'visualizer', 'default_scope',
+    'randomness', 'experiment_name', 'model_wrapper_cfg', 'find_unused_parameters', 'compile',
+    'activation_checkpointing', 'efficient_conv_bn_eval', 'runner_type', 'sync_bn',
+    'deepspeed_cfg', 'global_batch_size'})
 
 
 def _lookup(name: str):
@@ -67,16 +90,25 @@ def _typed_dicts(node: Any, path: str) -> Iterator[Tuple[str, dict]]:
             yield from _typed_dicts(value, f'{path}[{i}]')
 
 
-def _check_arguments(path: str, cfg: dict, obj) -> None:
+def _arguments(obj) -> Optional[Tuple[List[str], bool, dict]]:
+    """(accepted keys, takes ``**kwargs``, parameters) of a class, or None if unknown."""
     if not inspect.isclass(obj):
-        return
+        return None
     try:
         params = inspect.signature(obj.__init__).parameters
     except (TypeError, ValueError):
-        return
+        return None
     takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
     accepted = [n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
     accepted += list(getattr(obj, 'builder_args', ()))  # keys the parent's builder takes out
+    return accepted, takes_kwargs, params
+
+
+def _check_arguments(path: str, cfg: dict, obj) -> None:
+    found = _arguments(obj)
+    if found is None:
+        return
+    accepted, takes_kwargs, params = found
     if not takes_kwargs:
         for key in cfg:
             if key not in ('type', '_delete_') and key not in accepted:
@@ -110,6 +142,22 @@ def _check_distributed(cfg_dict: dict) -> None:
                           'in seconds (a positive number)')
 
 
+def _check_batch(cfg_dict: dict) -> None:
+    """``global_batch_size`` is the one batch knob; the runner sets the per-rank batch."""
+    loader = cfg_dict.get('train_dataloader')
+    if isinstance(loader, dict) and 'batch_size' in loader:
+        raise ConfigError('train_dataloader.batch_size: set global_batch_size instead (the batch '
+                          'of one step over all ranks); each rank loads global_batch_size / '
+                          'world size (gear/engine/batch.py)')
+    if isinstance(loader, dict) and 'global_batch_size' not in cfg_dict:
+        raise ConfigError('global_batch_size: missing; a config with a train_dataloader gives '
+                          'the batch of one step over all ranks')
+    batch = cfg_dict.get('global_batch_size')
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ConfigError(f'global_batch_size: {batch!r}; give the batch of one step over all '
+                          'ranks (a positive integer)')
+
+
 def check_config(cfg: Config) -> None:
     """Raise :class:`ConfigError` naming the first wrong key of ``cfg``; return None if fine."""
     cfg_dict = cfg.to_dict() if isinstance(cfg, (Config, ConfigDict)) else dict(cfg)
@@ -127,6 +175,7 @@ def check_config(cfg: Config) -> None:
                               f'mmengine registry{hint}')
         _check_arguments(path, node, obj)
     _check_distributed(cfg_dict)
+    _check_batch(cfg_dict)
     factor = _downsample_factor(cfg_dict['model'].get('tokenizer'))
     if factor:
         for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -137,3 +186,129 @@ def check_config(cfg: Config) -> None:
                     f'{split}.dataset.resolution: {res} is not a multiple of the tokenizer\'s '
                     f'downsampling factor {factor} (model.tokenizer.ch_mult has '
                     f'{len(cfg_dict["model"]["tokenizer"]["ch_mult"])} levels)')
+
+
+def drop_helpers(cfg: Config) -> Config:
+    """Remove a config's top-level helper variables (names starting with ``_``), in place.
+
+    A config file's ``_``-prefixed top-level names are its own: values a fragment shares with the
+    files that inherit it (``_tokenizer``, read as ``{{_base_._tokenizer}}``), the numbers a file
+    derives its settings from (``_max_iters``), the checkpoint paths of earlier stages
+    (``_stage0``). They are used while the files are read and nothing reads them afterwards, so
+    the resolved config (the runner's, ``tools/print_config.py``'s, the dumped ``config.py``)
+    holds settings only, and ``--cfg-options`` cannot set one (:func:`check_overrides`).
+    mmengine itself drops only ``__``-prefixed names, and those per file, so a fragment cannot
+    share them.
+    """
+    for key in [k for k in cfg.keys() if str(k).startswith('_')]:
+        cfg.pop(key)
+    return cfg
+
+
+def _paths(node: Any, prefix: str = '') -> Iterator[str]:
+    """Every dotted key of a config tree (list items as ``key.0``), for suggestions."""
+    items = (node.items() if isinstance(node, dict)
+             else enumerate(node) if isinstance(node, (list, tuple)) else ())
+    for key, value in items:
+        path = f'{prefix}.{key}' if prefix else str(key)
+        yield path
+        yield from _paths(value, path)
+
+
+# Untyped dicts that something builds or reads with keyword arguments: the keys it accepts
+# beside the ones a config already has.
+def _untyped_arguments(path: str) -> List[str]:
+    import torch.utils.data
+    from mmengine.runner import LogProcessor, Runner
+
+    if path in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        return list(inspect.signature(torch.utils.data.DataLoader).parameters)
+    if path == 'log_processor':
+        return list(inspect.signature(LogProcessor).parameters)
+    if path == 'randomness':
+        return [n for n in inspect.signature(Runner.set_randomness).parameters if n != 'self']
+    if path == 'env_cfg':
+        return ['cudnn_benchmark', 'mp_cfg', 'dist_cfg', 'resource_limit']
+    if path == 'env_cfg.mp_cfg':
+        return ['mp_start_method', 'opencv_num_threads']
+    if re.fullmatch(r'model\.init_from\.\d+', path):  # an entry of the start-from list
+        from gear.models.init_from import ENTRY_KEYS
+        return list(ENTRY_KEYS)
+    return []
+
+
+def _unknown(key: str, parent: str, candidates: List[str], all_paths: List[str],
+             why: str) -> ConfigError:
+    """The error for an override ``key`` that nothing reads, with the nearest existing key."""
+    full = [f'{parent}.{c}' if parent else c for c in candidates]
+    hint = difflib.get_close_matches(key, full + all_paths, n=1, cutoff=0.75)
+    if not hint:  # a setting given at the wrong depth: max_iters -> train_cfg.max_iters
+        leaf = key.rsplit('.', 1)[-1]
+        hint = [p for p in all_paths if p.rsplit('.', 1)[-1] == leaf][:1]
+    hint = f'; did you mean {hint[0]!r}?' if hint else ''
+    return ConfigError(f'{key}: {why}{hint} (--cfg-options sets keys that the config has or '
+                       'that its component takes)')
+
+
+def check_overrides(cfg: Config, options: Dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` for the first ``--cfg-options`` key that nothing reads.
+
+    ``cfg`` is the loaded config before the overrides (helpers dropped). A dotted key is
+    accepted if its path exists in ``cfg``; or if, where the path leaves ``cfg``, the dict it
+    would go in has a ``type`` whose class takes that argument (or takes ``**kwargs``), or is
+    one that mmengine reads with known arguments (dataloaders, ``log_processor``,
+    ``randomness``, ``env_cfg``); or if it starts a top-level setting that something reads
+    (:data:`SETTINGS`, e.g. ``deepspeed_cfg.zero_stage``). The error names the key and the
+    nearest existing one: ``train_cfg.max_iter`` -> ``train_cfg.max_iters``,
+    ``model.tokenizr`` -> ``model.tokenizer``, ``max_iters`` -> ``train_cfg.max_iters``.
+    """
+    tree = cfg.to_dict() if isinstance(cfg, (Config, ConfigDict)) else dict(cfg)
+    all_paths = list(_paths(tree))
+    for key in options:
+        parts = str(key).split('.')
+        head = parts[0]
+        if head not in tree:
+            if head in SETTINGS and not head.startswith('_'):
+                continue  # a setting this config leaves at its default; its keys are the reader's
+            why = ('a helper variable of the config files, not a setting'
+                   if head.startswith('_') else 'not a setting that anything reads')
+            raise _unknown(key, '', sorted(SETTINGS), all_paths, why)
+        node, parent = tree[head], head
+        for part in parts[1:]:
+            if isinstance(node, dict) and part in node:
+                node, parent = node[part], f'{parent}.{part}'
+                continue
+            if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+                node, parent = node[int(part)], f'{parent}.{part}'
+                continue
+            if not isinstance(node, dict):  # under a value that is not a dict (None, a number)
+                if node is None:
+                    break  # e.g. model.init_from=None then model.init_from.checkpoint=x
+                raise ConfigError(f'{key}: {parent} is {node!r}, not a dict')
+            obj = _lookup(node['type']) if isinstance(node.get('type'), str) else node.get('type')
+            found = _arguments(obj) if obj is not None else None
+            if found is not None:
+                accepted, takes_kwargs, _ = found
+                if takes_kwargs or part in accepted:
+                    break  # an argument of the component: check_config checks the rest
+                raise _unknown(key, parent, accepted + list(node), all_paths,
+                               f'{obj.__name__} has no argument {part!r}')
+            accepted = _untyped_arguments(parent)
+            if part in accepted:
+                break
+            raise _unknown(key, parent, accepted + list(node), all_paths,
+                           f'{parent} has no key {part!r}')
+
+
+def read_config(path: str, options: Optional[Dict[str, Any]] = None) -> Config:
+    """gear's config loader: ``Config.fromfile``, :func:`drop_helpers`, :func:`check_overrides`
+    and then the overrides merged (``--cfg-options``).
+
+    Raises:
+        ConfigError: If an override names a key that nothing reads.
+    """
+    cfg = drop_helpers(Config.fromfile(path))
+    if options:
+        check_overrides(cfg, options)
+        cfg.merge_from_dict(options)
+    return cfg

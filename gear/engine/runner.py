@@ -14,6 +14,8 @@
 - Collectives run on every rank or on none: mmengine calls ``before_save_checkpoint`` on rank
   0 only, so ``save_checkpoint`` first calls the hooks' ``before_save_checkpoint_all_ranks``
   on every rank (where ``LogSyncHook`` flushes its window).
+- Each rank loads ``global_batch_size / world size`` images a step (gear/engine/batch.py),
+  so the global batch is the config's whatever the number of GPUs.
 - ``sync_bn`` ('gear' on any device, 'torch' on GPUs) synchronises the BatchNorm statistics of
   the trainable modules (the discriminator) over ranks; without it each rank normalises with
   its own batch.
@@ -42,9 +44,13 @@ from gear.utils.checkpoint import atomic_write_bytes, load_file, load_state_dict
 from gear.utils.distributed import broadcast_coalesced, gathered, init_process_group, set_timeout
 from gear.utils.sync_batchnorm import convert_sync_batchnorm
 
+from .batch import GLOBAL_BATCH_KEY, rank_dataloader_cfg
 from .zero import GearDeepSpeedWrapper, engine_dir
 
 ATOMIC_BACKEND = 'gear_atomic_local'
+# The default hooks mmengine registers itself (Runner.register_default_hooks).
+MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger', 'param_scheduler',
+                          'checkpoint')
 
 
 class AtomicLocalBackend(LocalBackend):
@@ -118,12 +124,26 @@ class GearRunner(Runner):
 
     def setup_env(self, env_cfg: dict) -> None:
         """``env_cfg.dist_cfg.timeout`` (seconds) bounds every collective; on a machine without
-        CUDA, ``--launcher pytorch`` starts a gloo process group here."""
+        CUDA, ``--launcher pytorch`` starts a gloo process group here. Then the train
+        dataloader gets its per-rank batch, ``global_batch_size / world size``
+        (gear/engine/batch.py)."""
         timeout = (env_cfg.get('dist_cfg') or {}).get('timeout')
         set_timeout(timeout)
         if self._launcher == 'pytorch' and not torch.cuda.is_available() and not dist.is_initialized():
             init_process_group('gloo', timeout)
         super().setup_env(env_cfg)
+        # the world size is known from here on: each rank loads global_batch_size / world size
+        self._train_dataloader = rank_dataloader_cfg(
+            self._train_dataloader, self.cfg.get(GLOBAL_BATCH_KEY), self.world_size)
+
+    def register_default_hooks(self, hooks=None) -> None:
+        """mmengine's, where ``name=None`` removes any default hook: mmengine removes only its
+        own six that way and refuses None for the ones gear adds (``default_hooks.export_weights``,
+        ``rng_state``, ``codebook_monitor``, ``log_sync``: configs/_base_/default_runtime.py)."""
+        if hooks is not None:
+            hooks = {name: hook for name, hook in hooks.items()
+                     if hook is not None or name in MMENGINE_DEFAULT_HOOKS}
+        super().register_default_hooks(hooks)
 
     def wrap_model(self, model_wrapper_cfg, model):
         """One process: the model as it is. Several: ``sync_bn`` ('gear': any device; 'torch':
@@ -151,7 +171,9 @@ class GearRunner(Runner):
             self.logger.info(f'sync_bn={sync_bn!r}: BatchNorm statistics of '
                              f'{list(model.train_module_names)} over all ranks')
         if deepspeed_cfg is not None:
-            batch = self.cfg.get('train_dataloader', {}).get('batch_size', 1)
+            loader = self._train_dataloader
+            batch = (loader.get('batch_size', 1) if isinstance(loader, dict)
+                     else getattr(loader, 'batch_size', 1))  # this rank's batch
             model_wrapper_cfg = {'micro_batch_size': batch, **deepspeed_cfg,
                                  'type': 'GearDeepSpeedWrapper'}
         model_wrapper_cfg = dict(model_wrapper_cfg or dict(type='GearDistributedDataParallel'))

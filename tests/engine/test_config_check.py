@@ -5,7 +5,8 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from gear.engine.config_check import ConfigError, check_config
+from gear.engine.config_check import (SETTINGS, ConfigError, check_config, check_overrides,
+                                      read_config)
 
 from ..conftest import REPO
 
@@ -18,7 +19,7 @@ EXPERIMENTS = sorted(p for p in glob.glob(osp.join(REPO, 'configs/*/*.py'))
 
 @pytest.mark.parametrize('path', EXPERIMENTS, ids=[osp.relpath(p, REPO) for p in EXPERIMENTS])
 def test_every_shipped_config_passes(path):
-    check_config(Config.fromfile(path))
+    check_config(read_config(path))
 
 
 def _tiny(**options) -> Config:
@@ -84,3 +85,126 @@ def test_bad_distributed_settings_name_the_key(options, key):
     with pytest.raises(ConfigError, match=rf'^{key}: '):
         check_config(_tiny(**options))
     check_config(_tiny(**{'sync_bn': 'gear', 'env_cfg.dist_cfg.timeout': 60}))
+
+
+# --- the resolved config holds settings only; --cfg-options name keys that something reads
+
+@pytest.mark.parametrize('path', EXPERIMENTS, ids=[osp.relpath(p, REPO) for p in EXPERIMENTS])
+def test_resolved_configs_hold_only_settings(path):
+    extra = sorted(set(read_config(path).keys()) - SETTINGS)
+    assert not extra, f'top-level keys nothing reads (prefix helpers with _): {extra}'
+
+
+def _depth(path: str) -> int:
+    """Files on the longest _base_ chain from ``path`` (the config itself included)."""
+    with open(path) as f:
+        text = f.read()
+    if '_base_ = ' not in text:
+        return 1
+    bases = Config._get_base_files(path)
+    return 1 + max(_depth(osp.normpath(osp.join(osp.dirname(path), b))) for b in bases)
+
+
+@pytest.mark.parametrize('path', EXPERIMENTS, ids=[osp.relpath(p, REPO) for p in EXPERIMENTS])
+def test_at_most_three_levels_of_inheritance(path):
+    # the experiment, at most one "this stage from that stage" link, then _base_ fragments
+    assert _depth(path) <= 3
+
+
+@pytest.mark.parametrize('key, suggestion', [
+    ('train_cfg.max_iter', 'train_cfg.max_iters'),     # an argument of the typed loop
+    ('model.tokenizr', 'model.tokenizer'),             # an argument of the model
+    ('model.tokenizr.ch', 'model.tokenizer.ch'),
+    ('max_iters', 'train_cfg.max_iters'),              # a dead top-level copy, at the wrong depth
+    ('log_processor.windw_size', 'log_processor.window_size'),  # untyped, read by mmengine
+    ('default_hooks.loger.interval', 'default_hooks.logger.interval'),
+    ('_lr', None),                                     # a helper variable: dropped after loading
+    ('num_gpus', None),
+])
+def test_an_override_nothing_reads_is_an_error_with_a_suggestion(key, suggestion):
+    with pytest.raises(ConfigError) as e:
+        read_config(TINY, {key: 1})
+    assert str(e.value).startswith(f'{key}: ')
+    if suggestion:
+        assert f"did you mean {suggestion!r}" in str(e.value)
+
+
+@pytest.mark.parametrize('key', [
+    'train_cfg.max_iters', 'model.tokenizer.quantizer.codebook_size', 'global_batch_size',
+    'default_hooks.export_weights', 'model.init_from', 'randomness.seed',
+    'randomness.diff_rank_seed',          # an argument of Runner.set_randomness
+    'train_dataloader.drop_last',         # an argument of torch's DataLoader
+    'model.ema_decay', 'model.gan_loss.disc_start',
+    'deepspeed_cfg.zero_stage',           # a setting the config leaves unset
+    'sync_bn', 'model.tokenizer.quantizer.entropy_temperature',  # an argument left at its default
+    'custom_hooks.0.num_images',          # a list item
+])
+def test_overrides_of_keys_something_reads_pass(key):
+    check_overrides(read_config(TINY), {key: 1})
+
+
+def test_every_override_of_the_shipped_pipelines_names_a_read_key():
+    from gear.pipeline.chain import load_pipeline
+    for path in sorted(glob.glob(osp.join(REPO, 'configs/pipelines/*.py'))):
+        pipeline = load_pipeline(path)
+        for stage in pipeline.stages:
+            check_config(read_config(osp.join(REPO, stage.config), pipeline.options(stage)))
+
+
+def test_the_batch_is_global_batch_size_alone():
+    with pytest.raises(ConfigError, match=r'^train_dataloader\.batch_size: set global_batch_size'):
+        check_config(read_config(TINY, {'train_dataloader.batch_size': 8}))
+    cfg = read_config(TINY)
+    cfg.pop('global_batch_size')
+    with pytest.raises(ConfigError, match=r'^global_batch_size: missing'):
+        check_config(cfg)
+    with pytest.raises(ConfigError, match=r'^global_batch_size: 0'):
+        check_config(read_config(TINY, {'global_batch_size': 0}))
+
+
+# --- the hooks the pipeline and resume depend on are default hooks, keyed by name
+
+PIPELINE_HOOKS = {'log_sync': 'LogSyncHook', 'rng_state': 'RNGStateHook',
+                  'codebook_monitor': 'CodebookMonitorHook', 'export_weights': 'ExportWeightsHook'}
+
+
+def _registered(cfg) -> list:
+    """The hooks a GearRunner registers for ``cfg``, in the order they run."""
+    from mmengine.registry import DefaultScope
+
+    from gear.engine.runner import GearRunner
+    runner = GearRunner.__new__(GearRunner)  # only the hook registration of a runner
+    runner._hooks = []
+    with DefaultScope.overwrite_default_scope('gear'):
+        runner.register_hooks(cfg.default_hooks, cfg.custom_hooks)
+    return [type(h).__name__ for h in runner._hooks]
+
+
+@pytest.mark.parametrize('path', EXPERIMENTS, ids=[osp.relpath(p, REPO) for p in EXPERIMENTS])
+def test_pipeline_hooks_come_from_default_hooks_once(path):
+    cfg = read_config(path)
+    for name, type_ in PIPELINE_HOOKS.items():
+        assert cfg.default_hooks[name]['type'] == type_
+    listed = [h['type'] for h in cfg.custom_hooks]
+    assert not set(listed) & set(PIPELINE_HOOKS.values()), listed
+    hooks = _registered(cfg)
+    for type_ in PIPELINE_HOOKS.values():
+        assert hooks.count(type_) == 1, hooks
+
+
+def test_hook_order_is_unchanged():
+    # commit 3c4e6f9 listed RNGState, CodebookMonitor, ValidateAtStart, ReconstructionVis and
+    # ExportWeights in custom_hooks; mmengine sorts by priority, ties in registration order.
+    # ExportWeights (after_train) now registers before ValidateAtStart (before_train), both
+    # LOWEST: no event runs both, so every event runs its hooks in the old order.
+    assert _registered(read_config(TINY)) == [
+        'LogSyncHook', 'RuntimeInfoHook', 'IterTimerHook', 'DistSamplerSeedHook',
+        'CodebookMonitorHook', 'LoggerHook', 'ParamSchedulerHook', 'ReconstructionVisHook',
+        'CheckpointHook', 'RNGStateHook', 'ExportWeightsHook', 'ValidateAtStartHook']
+
+
+def test_a_default_hook_is_removed_with_none():
+    cfg = read_config(TINY, {'default_hooks.export_weights': None, 'default_hooks.timer': None})
+    hooks = _registered(cfg)
+    assert 'ExportWeightsHook' not in hooks and 'IterTimerHook' not in hooks
+    assert 'RNGStateHook' in hooks

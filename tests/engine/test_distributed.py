@@ -12,8 +12,8 @@ flush, a collective, ran in rank 0's ``before_save_checkpoint`` while rank 1 val
 
 Two processes follow one: stage 1 as shipped (every loss term on, the entropy regulariser
 included) with dropout off (its draws differ per rank) and ``sync_bn='gear'`` (PatchGAN's
-BatchNorm on the global batch; without it each rank normalises its own batch), 2 x batch 4
-against 1 x batch 8 (one thread, as each rank) from the same stage-0 export: every logged
+BatchNorm on the global batch; without it each rank normalises its own batch), global batch 8
+(``global_batch_size``: 2 x 4 against 1 x 8, one thread, as each rank) from the same stage-0 export: every logged
 ``tokenizer/``, ``discriminator/`` and ``prior/`` value and (DDP) the gradient norm of every group
 agree at steps 1-3 to 1e-4 relative (measured: about 1e-6 for the losses, 2e-6 for the grad
 norms), and so do the validation metrics on 501 images after step 2 (rank 1 validates a
@@ -81,8 +81,9 @@ def argv(config, work_dir, options, *extra):
             '--cfg-options', *options]
 
 
-def trajectory_options(pipeline_dir, batch):
-    return [*TRAJ, *inputs(pipeline_dir, 'stage1'), f'train_dataloader.batch_size={batch}']
+def trajectory_options(pipeline_dir):
+    """Each rank loads TRAJ_BATCH / world size (gear/engine/batch.py)."""
+    return [*TRAJ, *inputs(pipeline_dir, 'stage1'), f'global_batch_size={TRAJ_BATCH}']
 
 
 @pytest.fixture(scope='module')
@@ -96,15 +97,15 @@ def launched(tmp_path_factory, pipeline_two_procs):
             name = f'{stage}_{strategy}'
             runs.append(dict(name=name, argv=argv(config, tmp / name, [
                 *LENGTH, *inputs(pipeline_dir, stage), *STRATEGIES[strategy]])))
-    half = trajectory_options(pipeline_dir, TRAJ_BATCH // 2) + ['sync_bn=gear']
-    runs.append(dict(name='traj_ddp', argv=argv(S1, tmp / 'traj_ddp', half)))
+    two_ranks = trajectory_options(pipeline_dir) + ['sync_bn=gear']
+    runs.append(dict(name='traj_ddp', argv=argv(S1, tmp / 'traj_ddp', two_ranks)))
     runs.append(dict(name='traj_zero2', argv=argv(S1, tmp / 'traj_zero2', [
-        *half, 'deepspeed_cfg.zero_stage=2'])))
+        *two_ranks, 'deepspeed_cfg.zero_stage=2'])))
     (tmp / 'traj_zero2_resume').mkdir()
     runs.append(dict(name='traj_zero2_resume', copy=[
         [str(tmp / 'traj_zero2' / f), str(tmp / 'traj_zero2_resume' / f)]
         for f in ('iter_2.pth', 'iter_2.deepspeed')],
-        argv=argv(S1, tmp / 'traj_zero2_resume', [*half, 'deepspeed_cfg.zero_stage=2'],
+        argv=argv(S1, tmp / 'traj_zero2_resume', [*two_ranks, 'deepspeed_cfg.zero_stage=2'],
                   '--resume')))
     runs_file = tmp / 'runs.json'
     runs_file.write_text(json.dumps(runs))
@@ -122,7 +123,7 @@ def launched(tmp_path_factory, pipeline_two_procs):
     # thread, as each torchrun rank has: with two, float summation order alone moves step 4's
     # GAN logits by 5% (measured; Adam and the GAN amplify 1e-6 differences in two steps)
     run_tool(['tools/train.py', S1, '--work-dir', str(tmp / 'traj_one'), '--cfg-options',
-              *trajectory_options(pipeline_dir, TRAJ_BATCH)], timeout=600,
+              *trajectory_options(pipeline_dir)], timeout=600,
              env=dict(OMP_NUM_THREADS='1'))
     return tmp, pipeline_dir, proc
 

@@ -71,3 +71,14 @@ def test_command_line_form_of_modules(tmp_path):
     assert model.init_from[0]['modules'] == {'tokenizer': 'tokenizer'}
     model.init_weights()
     assert torch.equal(model.tokenizer.encoder.conv_in.weight, source.encoder.conv_in.weight)
+
+
+def test_command_line_overrides_of_an_entry_are_checked():
+    from gear.engine.config_check import ConfigError, read_config
+    cfg = read_config('configs/ar/baseline_vq_l_imagenet.py', {
+        'model.init_from.0.checkpoint': 'vq-with-gan.pt', 'model.init_from.0.key': 'vq_ema',
+        'model.init_from.0.modules': 'tokenizer:tokenizer'})
+    assert cfg.model.init_from[0] == dict(checkpoint='vq-with-gan.pt', key='vq_ema',
+                                          modules='tokenizer:tokenizer')
+    with pytest.raises(ConfigError, match=r"did you mean 'model.init_from.0.key'"):
+        read_config('configs/ar/baseline_vq_l_imagenet.py', {'model.init_from.0.keys': 'vq_ema'})

@@ -24,7 +24,7 @@ from .conftest import DONE, job_info, submitted_ids, wait_for_jobs
 
 TINY = 'configs/pipelines/gear_vq_tiny_fashionmnist.py'
 FAST = ['train_cfg.max_iters=4', 'train_cfg.val_interval=2', 'default_hooks.logger.interval=2',
-        'default_hooks.checkpoint.interval=2', 'train_dataloader.batch_size=4',
+        'default_hooks.checkpoint.interval=2', 'global_batch_size=4',
         'val_dataloader.dataset.num_samples=8']
 # one core per job: two jobs share the 2-core node (stage1 beside the baseline)
 LOCAL = ['--cluster', 'local', '--time', '10', '--cpus-per-task', '1']
@@ -45,6 +45,8 @@ def test_dry_run_of_the_4_node_imagenet_pipeline(tmp_path):
     for body in jobs.values():
         assert '4 nodes x 8 GPUs, 8 tasks per node (world size 32)' in body
         assert 'partition (default)' in body and 'memory whole node' in body
+        # the recipe's global batch on 32 GPUs (REFERENCE.md: 256 for every stage)
+        assert 'batch: global batch 256, 8 per GPU (256 / world size 32)' in body
     assert 'dependency: -' in jobs['stage0_tokenizer']
     assert 'dependency: afterok:<stage0_tokenizer>' in jobs['stage1_gear']
     assert 'dependency: afterok:<stage1_gear>' in jobs['stage2_vqonly']
@@ -53,6 +55,19 @@ def test_dry_run_of_the_4_node_imagenet_pipeline(tmp_path):
     assert f'model.init_from.0.checkpoint={stage0}' in jobs['stage1_gear']
     assert '--resume' in jobs['stage2_vqonly'] and 'submitted' not in out
     assert not osp.exists(tmp_path / 'slurm')  # nothing was submitted
+
+
+def test_a_global_batch_that_does_not_divide_or_a_bad_override_submits_nothing(tmp_path):
+    proc = run_tool(['slurm/launch.py', '--nodes', '3', '--gpus-per-node', '1', '--dry-run',
+                     '--work-dir', str(tmp_path)], timeout=120, check=False)
+    assert proc.returncode != 0
+    assert 'stage0_tokenizer' in proc.stderr
+    assert 'global_batch_size: 256 does not divide over 3 ranks' in proc.stderr
+    proc = run_tool(['slurm/launch.py', '--dry-run', '--work-dir', str(tmp_path),
+                     '--cfg-options', 'train_cfg.max_iter=4'], timeout=120, check=False)
+    assert proc.returncode != 0
+    assert "did you mean 'train_cfg.max_iters'" in proc.stderr
+    assert not osp.exists(tmp_path / 'slurm')
 
 
 def test_plan_skips_complete_stages_and_their_edges(tmp_path):
@@ -137,7 +152,7 @@ def test_preempted_stage_requeues_and_resumes(slurm_cluster, fashion_mnist_root,
     max_iters, interval = 40, 10
     opts = [f'train_cfg.max_iters={max_iters}', f'train_cfg.val_interval={max_iters}',
             'default_hooks.logger.interval=1', f'default_hooks.checkpoint.interval={interval}',
-            'train_dataloader.batch_size=4', 'val_dataloader.dataset.num_samples=8']
+            'global_batch_size=4', 'val_dataloader.dataset.num_samples=8']
     cmd = ['slurm/launch.py', '--pipeline', TINY, '--stages', 'stage0_warmup', *LOCAL,
            '--work-dir', str(tmp_path), '--cfg-options', *opts]
     ids = submitted_ids(run_tool(cmd, timeout=120).stdout)

@@ -14,7 +14,7 @@ import pytest
 from ..conftest import run_tool
 
 CPU_OVERRIDES = [
-    'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
+    'global_batch_size=2', 'train_dataloader.num_workers=0',
     'train_dataloader.persistent_workers=False', 'train_dataloader.pin_memory=False',
     'train_dataloader.dataset.resolution=64',
     'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
@@ -28,8 +28,8 @@ CPU_OVERRIDES = [
 
 NO_SAVE_CHILD = """_base_ = [{base!r}]
 # A full-size checkpoint is GBs (GEAR-L with optimizers and EMA: 10 GB); saving is tested at tiny size.
-default_hooks = dict(checkpoint=None)
-custom_hooks = [dict(type='RNGStateHook'), dict(type='CodebookMonitorHook')]
+default_hooks = dict(checkpoint=None, export_weights=None)
+custom_hooks = []
 """
 
 

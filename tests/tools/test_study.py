@@ -12,7 +12,7 @@ from gear.pipeline.study_report import speedup, spread, steps_to_reach
 from ..conftest import run_tool
 
 FAST = ['train_cfg.max_iters=4', 'train_cfg.val_interval=2', 'default_hooks.logger.interval=2',
-        'default_hooks.checkpoint.interval=2', 'train_dataloader.batch_size=8',
+        'default_hooks.checkpoint.interval=2', 'global_batch_size=8',
         'val_dataloader.dataset.num_samples=16']
 EVAL = ['per_class=1', 'reference_images=20', 'tokenizer_images=8', 'analysis_images=8',
         'sampling.batch_size=5']
@@ -99,16 +99,14 @@ def test_speedup_arithmetic():
     ('gear_vq_tiny_fashionmnist_budget', 2, 1)])
 def test_every_stage_of_the_shipped_studies_passes_the_config_check(name, stage1_runs, seeds,
                                                                     repo_root):
-    from mmengine.config import Config
-
     from gear.engine import check_config
+    from gear.engine.config_check import read_config
     study = load_study(osp.join(repo_root, f'configs/studies/{name}.py'))
     pipeline = study.pipeline()
     assert len(pipeline.stages) == 1 + 2 * stage1_runs + seeds  # warm-up, stage 1 + AR, baselines
     for stage in pipeline.stages:
-        cfg = Config.fromfile(osp.join(repo_root, stage.config))
-        cfg.merge_from_dict(pipeline.options(stage))
-        check_config(cfg)
+        cfg = read_config(osp.join(repo_root, stage.config), pipeline.options(stage))
+        check_config(cfg)  # read_config: every option names a key something reads
         cache = cfg.model.get('teachers', {}).get('effnet', {}).get('cache_dir')
         if name.startswith('gear_vq_tiny_fashionmnist') and stage.name != 'warmup':
             assert cache == osp.join(study.work_dir, 'teacher_cache')  # {work_dir} filled in

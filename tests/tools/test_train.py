@@ -10,7 +10,7 @@ from gear.engine.runner import find_latest_checkpoint
 from ..conftest import run_tool, scalars
 
 CONFIG = 'configs/tokenizer/tokenizer_vq_tiny_fashionmnist.py'
-FAST = ['train_dataloader.batch_size=8', 'val_dataloader.dataset.num_samples=16',
+FAST = ['global_batch_size=8', 'val_dataloader.dataset.num_samples=16',
         'val_dataloader.batch_size=16', 'train_cfg.val_interval=2',
         'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
         'log_processor.window_size=1', 'model.gan_loss.disc_start=1']

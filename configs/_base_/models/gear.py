@@ -1,5 +1,6 @@
 # Stage-1 GEAR model (REFERENCE.md): tokenizer + PatchGAN + prior (LlamaGen GPT + REPA projector).
-# The experiment adds ``tokenizer``, ``prior.ar`` and ``teachers`` from fragments.
+# The experiment adds ``tokenizer``, ``prior.ar`` and ``teachers`` from the fragments' helpers
+# (``_tokenizer``, ``_ar``, ``_teachers``: ``tokenizer={{_base_._tokenizer}}``).
 model = dict(
     type='GEAR',
     discriminator=dict(type='PatchGANDiscriminator', in_channels=3, base_channels=64, num_layers=3),

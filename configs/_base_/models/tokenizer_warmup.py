@@ -1,5 +1,6 @@
 # Stage-0 model: tokenizer + PatchGAN, L1 + perceptual + quantizer + GAN losses (REFERENCE.md).
-# The experiment config adds ``tokenizer=`` from a models/ fragment (vq_tiny.py, vq16.py).
+# The experiment config adds ``tokenizer={{_base_._tokenizer}}`` from a models/ fragment (vq_tiny.py,
+# vq16.py).
 model = dict(
     type='TokenizerWarmup',
     discriminator=dict(type='PatchGANDiscriminator', in_channels=3, base_channels=64, num_layers=3),

@@ -1,10 +1,10 @@
 # Stage-1 optimisation (REFERENCE.md): three groups, AdamW (0.9, 0.999), wd 0, eps 1e-8, clip 1.0,
 # constant LR 1e-4 after a 1-step warm-up, 400k steps.
-lr = 1e-4
-max_iters = 400_000
-val_interval = 10_000
+_lr = 1e-4
+_max_iters = 400_000
+_val_interval = 10_000
 
-_adamw = dict(type='AdamW', lr=lr, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8)
+_adamw = dict(type='AdamW', lr=_lr, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8)
 _group = dict(type='GearOptimWrapper', optimizer=_adamw, clip_grad=dict(max_norm=1.0))
 optim_wrapper = dict(
     constructor='ModuleOptimWrapperConstructor',
@@ -13,7 +13,7 @@ optim_wrapper = dict(
 _warmup = [dict(type='ConstantLR', factor=1e-3, by_epoch=False, begin=0, end=2)]
 param_scheduler = dict(tokenizer=_warmup, discriminator=_warmup, prior=_warmup)
 
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=val_interval)
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=_max_iters, val_interval=_val_interval)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 val_evaluator = dict(type='ReconstructionMetric')

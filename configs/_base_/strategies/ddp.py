@@ -1,5 +1,6 @@
 # Multi-process data parallel, one DDP per trainable module (gear/engine/distributed.py): the
-# default of every gear config (default_runtime.py inherits this file).
+# default of every gear config: each experiment lists this file in its _base_ (after
+# default_runtime.py); add a zero*.py beside it for DeepSpeed.
 #   torchrun --nproc_per_node N tools/train.py CONFIG --launcher pytorch
 # One process: no wrapper at all. GPU: nccl; CPU: gloo (GearRunner starts it).
 # BatchNorm (PatchGAN's default) normalises each rank's batch with its own statistics unless the

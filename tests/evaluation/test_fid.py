@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -69,6 +70,34 @@ def ladder(inception):
     return feats
 
 
+def frechet_by_hand(f1, f2) -> float:
+    """The Frechet distance of two feature sets' Gaussians, written out independently of
+    gear.evaluation.fid: both covariances live in the span of the centred features, so project
+    onto an orthonormal basis Q of that span (rank <= n1 + n2 - 2, exact) and take
+    ``tr sqrt(S1 S2) = tr sqrt(R S2 R)``, R = S1^(1/2), from symmetric eigendecompositions."""
+    f1, f2 = (np.asarray(f, np.float64) for f in (f1, f2))
+    mu1, mu2 = f1.mean(0), f2.mean(0)
+    c1, c2 = f1 - mu1, f2 - mu2
+    q = scipy.linalg.orth(np.concatenate([c1, c2]).T)  # (D, r) orthonormal columns
+    s1 = (c1 @ q).T @ (c1 @ q) / (len(f1) - 1)  # (r, r) = Q^T sigma1 Q
+    s2 = (c2 @ q).T @ (c2 @ q) / (len(f2) - 1)
+    w, v = np.linalg.eigh(s1)
+    r = (v * np.sqrt(w.clip(0))) @ v.T  # S1^(1/2)
+    tr_covmean = np.sqrt(np.linalg.eigvalsh(r @ s2 @ r).clip(0)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
+
+
+def inception_score_by_hand(logits, splits: int = 1) -> float:
+    """exp(mean_x KL(p(y|x) || p(y))) per equal split, averaged (numpy, from the definition)."""
+    scores = []
+    for part in np.array_split(np.asarray(logits, np.float64), splits):
+        p = np.exp(part - part.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)  # (n, C) p(y|x)
+        kl = (p * (np.log(p) - np.log(p.mean(0)))).sum(1)  # (n,)
+        scores.append(np.exp(kl.mean()))
+    return float(np.mean(scores))
+
+
 def test_frechet_distance_diagonal_closed_form():
     rng = np.random.default_rng(0)
     mu1, mu2 = rng.normal(size=16), rng.normal(size=16)
@@ -86,6 +115,11 @@ def test_features_path_matches_sqrtm(n1, n2):
     f2 = rng.normal(size=(n2, 128)) * 1.3 + 0.2
     ref = frechet_distance(*feature_statistics(f1), *feature_statistics(f2))
     assert frechet_distance_from_features(f1, f2) == pytest.approx(ref, rel=1e-6)
+    assert frechet_distance_from_features(f1, f2) == pytest.approx(frechet_by_hand(f1, f2),
+                                                                   rel=1e-6)
+    shift = rng.normal(size=128)  # same covariance, shifted mean: exactly ||shift||^2
+    assert frechet_distance_from_features(f1, f1 + shift) == pytest.approx(
+        (shift ** 2).sum(), rel=1e-6)
     mu, sigma = feature_statistics(torch.as_tensor(f1, dtype=torch.float32))
     assert mu.dtype == sigma.dtype == np.float64 and sigma.shape == (128, 128)
 
@@ -93,9 +127,16 @@ def test_features_path_matches_sqrtm(n1, n2):
 def test_real_fid_self_is_zero(ladder):
     clean = ladder['clean']
     assert clean.shape == (20, 2048) and clean.dtype == torch.float64
-    assert torch.isfinite(clean).all() and clean.min() >= 0  # pool3 after ReLU
     trace = np.trace(feature_statistics(clean)[1])
     assert abs(frechet_distance_from_features(clean, clean.clone())) <= 1e-6 * trace
+    # a shifted copy: the covariance terms cancel, the distance is ||shift||^2 exactly
+    shift = torch.linspace(-0.05, 0.05, 2048, dtype=torch.float64)
+    assert frechet_distance_from_features(clean, clean + shift) == pytest.approx(
+        float((shift ** 2).sum()), rel=1e-6)
+    # CIFAR-10 vs ImageNet photos (2048-d, 10 each: rank-deficient): the written-out distance
+    cifar, imagenet = clean[:10], clean[10:]
+    fid = frechet_distance_from_features(cifar, imagenet)
+    assert fid == pytest.approx(frechet_by_hand(cifar, imagenet), rel=1e-6)
 
 
 @pytest.mark.parametrize('kind', ['blur', 'noise'])
@@ -103,7 +144,9 @@ def test_real_fid_grows_with_degradation(ladder, kind):
     levels = BLUR if kind == 'blur' else NOISE
     fids = [frechet_distance_from_features(ladder['clean'], ladder[f'{kind}{s}']) for s in levels]
     print(kind, [round(f, 2) for f in fids])
-    assert all(np.isfinite(fids)) and 0 < fids[0] < fids[1] < fids[2]
+    by_hand = [frechet_by_hand(ladder['clean'], ladder[f'{kind}{s}']) for s in levels]
+    assert fids == pytest.approx(by_hand, rel=1e-6)
+    assert fids[0] < fids[1] < fids[2]
 
 
 def test_inception_settings_and_filter(inception):
@@ -144,10 +187,10 @@ class _Tiny(nn.Module):
         self.head = nn.Linear(16, 5) if logits else None
 
     def forward(self, x):
-        assert x.shape[-1] == 299 and float(x.max()) <= 0.9921875 and float(x.min()) >= -1
+        assert x.shape[-2:] == (299, 299)
         f = F.adaptive_avg_pool2d(x, 4).flatten(1)  # (B, 48)
         f = self.proj(f)  # (B, 16)
-        return (f, self.head(f)) if self.head is not None else f
+        return (f, 30 * self.head(f)) if self.head is not None else f  # confident: IS > 1
 
 
 @pytest.fixture(scope='module')
@@ -161,6 +204,34 @@ def tiny_nets(tmp_path_factory):
             torch.jit.save(torch.jit.script(_Tiny(logits)), path)
         paths[logits] = path
     return paths
+
+
+def tf_input(images_uint8: torch.Tensor) -> torch.Tensor:
+    """What the TF FID graph is fed for uint8 pixels p (B, 3, H, W): p / 128 - 1, resized to 299
+    (bilinear resizing commutes with the affine map: its weights sum to 1)."""
+    return resize_to_input(images_uint8.double() / 128 - 1, 'bilinear').float()
+
+
+@torch.no_grad()
+def raw_net(path: str, x: torch.Tensor):
+    """The TorchScript file called directly: (features, logits) or features."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FutureWarning)  # torch.jit deprecation notices
+        return torch.jit.load(path)(x)
+
+
+def test_stand_in_network_sees_the_tf_input(tiny_nets):
+    """InceptionFeatures feeds the network 8-bit-quantized pixels p as p / 128 - 1 at 299 px:
+    its features equal the raw network's on that input (off-grid floats are rounded first)."""
+    net = InceptionFeatures(tiny_nets[True], feature_dim=16, batch_size=4)
+    gen = torch.Generator().manual_seed(2)
+    for size in (299, 32):  # no resize / TF bilinear resize
+        q = torch.randint(0, 256, (3, 3, size, size), generator=gen)
+        x = q / 127.5 - 1 + (torch.rand(q.shape, generator=gen) - 0.5) / 300  # within rounding
+        feats, logits = net(x, return_logits=True)
+        want_feats, want_logits = raw_net(tiny_nets[True], tf_input(q))
+        assert torch.allclose(feats.float(), want_feats, atol=1e-5), size
+        assert torch.allclose(logits.float(), want_logits, atol=1e-5), size
 
 
 def precision_recall_by_hand(real, fake, k):
@@ -201,8 +272,13 @@ def test_generative_metrics_with_stand_in_networks(tiny_nets):
         'precision', 'recall', 'inception_score'}
     with_logits = InceptionFeatures(tiny_nets[True], feature_dim=16)
     out = compute_generative_metrics([cifar], ref, with_logits)
-    assert with_logits.has_logits and 1 <= out['inception_score'] <= 5
-    assert 'unavailable' not in out
+    assert with_logits.has_logits and 'unavailable' not in out
+    # IS from the raw network's logits on the TF input, by the definition
+    logits = raw_net(tiny_nets[True], tf_input(uint8.permute(0, 3, 1, 2)))[1]  # (10, 5)
+    assert out['inception_score'] == pytest.approx(inception_score_by_hand(logits), rel=1e-5)
+    halves = compute_generative_metrics([cifar], ref, with_logits, is_split_size=5)
+    assert halves['inception_score'] == pytest.approx(inception_score_by_hand(logits, 2),
+                                                      rel=1e-5)
 
 
 def test_reference_cache(tmp_path):

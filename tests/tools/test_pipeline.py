@@ -3,13 +3,32 @@ processes, as shipped: tests/conftest.py), a rerun skips complete stages and don
 the summary holds every stage, both AR curves and the evaluation of both ARs; bad pipelines fail
 naming the stage."""
 import json
+import math
 import os.path as osp
 
+import numpy as np
 import pytest
 
 from gear.pipeline.chain import load_pipeline
 
-from ..conftest import PIPELINE, PIPELINE_LENGTH, pipeline_eval_options, run_tool
+from ..conftest import PIPELINE, PIPELINE_LENGTH, pipeline_eval_options, run_tool, scalars
+from ..evaluation.test_fid import frechet_by_hand
+
+CODEBOOK_SIZE = 256  # configs/_base_/models/vq_tiny.py
+
+
+def train_rows(stage_dir) -> dict:
+    """step -> the training row a stage logged (the rows with learning rates) in scalars.json."""
+    return {r['step']: r for r in scalars(stage_dir) if any(k.endswith('.lr') for k in r)}
+
+
+def check_codebook(usage, perplexity, entropy):
+    """Exact relations of codebook statistics over 256 codes: usage counts used codes,
+    perplexity = exp(entropy) and cannot exceed the number of used codes."""
+    used = usage * CODEBOOK_SIZE
+    assert used == round(used) and 1 <= used <= CODEBOOK_SIZE
+    assert perplexity == pytest.approx(math.exp(entropy), rel=1e-5)
+    assert perplexity <= used * (1 + 1e-6)
 
 
 @pytest.fixture(scope='module')
@@ -39,28 +58,66 @@ def test_summary_has_every_stage_and_both_curves(ran):
     assert set(summary['stages']) == {'stage0_warmup', 'stage1_gear', 'stage2_vqonly', 'baseline'}
     for name, stage in summary['stages'].items():
         assert stage['complete'] and stage['steps'] == 4, name
-        assert stage['final_losses'], name
+        # the final losses and codebook statistics are the stage's own step-4 log row
+        logged = train_rows(work_dir / name)[4]
+        main_loss = 'tokenizer/loss_recon' if name == 'stage0_warmup' else 'prior/loss_ntp'
+        assert main_loss in stage['final_losses'], name
+        assert all(logged[k] == v for k, v in stage['final_losses'].items()), name
+        codebook = stage['codebook']
+        if name in ('stage0_warmup', 'stage1_gear'):  # the stages that train the tokenizer
+            assert {k: logged[f'codebook/tokenizer/{k}'] for k in codebook} == codebook, name
+            check_codebook(codebook['usage'], codebook['perplexity'], codebook['entropy'])
     assert 'usage' in summary['stages']['stage1_gear']['codebook']
-    assert 'prior/loss_ntp' in summary['stages']['stage1_gear']['final_losses']
-    for role in ('gear', 'baseline'):
-        curve = summary['curves'][role]
-        assert curve['step'] == [2, 4] and len(curve['loss_ntp']) == 2 and len(curve['loss_align']) == 2
+    for role, stage in (('gear', 'stage2_vqonly'), ('baseline', 'baseline')):
+        curve, rows = summary['curves'][role], train_rows(work_dir / stage)
+        assert curve['stage'] == stage and curve['step'] == [2, 4] == sorted(rows)
+        assert curve['loss_ntp'] == [rows[s]['prior/loss_ntp'] for s in (2, 4)]
+        assert curve['loss_align'] == [rows[s]['prior/loss_align'] for s in (2, 4)]
     assert osp.getsize(work_dir / 'curves.png') > 1000
 
 
 def test_summary_has_the_evaluation_of_both_ars(ran):
     work_dir, _ = ran
     evaluation = json.loads((work_dir / 'summary.json').read_text())['evaluation']
-    for stage in ('stage2_vqonly', 'baseline'):
+    for role, stage in (('gear', 'stage2_vqonly'), ('baseline', 'baseline')):
         entry = evaluation[stage]
         assert entry['results'] == str(work_dir / stage / 'evaluation.json')
-        assert entry['generator']['fid'] > 0 and entry['generator']['num_samples'] == 10
-        assert 0 <= entry['tokenizer']['ssim'] <= 1 and entry['tokenizer']['num_images'] == 8
+        assert entry['generator']['num_samples'] == 10 and entry['tokenizer']['num_images'] == 8
         assert set(entry['feature_alignment']['effnet']) == {
             'cka_tokenizer', 'cka_ar', 'projector_cosine'}
         results = json.loads(open(entry['results']).read())
         assert results['request']['per_class'] == 1 and results['reference']['sha256']
+        # the summary's numbers are the results file's; the codebook numbers relate exactly
+        for section in ('generator', 'tokenizer'):
+            assert all(results[section][k] == v for k, v in entry[section].items()), section
+        tok = entry['tokenizer']
+        check_codebook(tok['codebook_usage'], tok['codebook_perplexity'], tok['codebook_entropy'])
+        for metric in ('fid', 'psnr', 'ssim'):
+            section = 'generator' if metric == 'fid' else 'tokenizer'
+            assert evaluation['comparison'][metric][role] == entry[section][metric]
     assert set(evaluation['comparison']['fid']) == {'gear', 'baseline'}
+
+
+def test_baseline_fid_recomputed_from_its_weights(ran):
+    """The baseline's FID, recomputed: its final weights sampled with the recorded settings,
+    the recorded FID network's features, the cached reference features, the distance written
+    out (tests/evaluation/test_fid.py)."""
+    from gear.apis.loading import load_model
+    from gear.evaluation.inception import InceptionFeatures
+    from gear.evaluation.sampling import SamplingSettings, class_balanced_labels, sample_images
+    work_dir, _ = ran
+    results = json.loads((work_dir / 'baseline' / 'evaluation.json').read_text())
+    model = load_model(str(work_dir / 'baseline' / 'final.pth'))
+    images = sample_images(model, class_balanced_labels(10, results['per_class']),
+                           SamplingSettings(**results['sampling']))  # (10, H, W, 3) uint8
+    inception = InceptionFeatures(results['inception']['file'])
+    assert inception.feature_network_sha256[:16] == results['inception']['sha256']
+    fake = inception(images.permute(0, 3, 1, 2).float() / 127.5 - 1)  # (10, 2048)
+    real = np.load(results['reference']['file'])['features']  # (20, 2048)
+    assert real.shape == (20, 2048)
+    fid = json.loads((work_dir / 'summary.json').read_text())['evaluation']['baseline'][
+        'generator']['fid']
+    assert fid == pytest.approx(frechet_by_hand(real, fake), rel=1e-6)
 
 
 def test_rerun_skips_complete_stages(ran):

@@ -2,6 +2,7 @@
 data two stages at a time and reports speed-ups that follow from its own logs; the speed-up
 arithmetic; bad study configs fail naming the key."""
 import json
+import math
 import os.path as osp
 
 import pytest
@@ -10,6 +11,7 @@ from gear.pipeline.study import load_study
 from gear.pipeline.study_report import speedup, spread, steps_to_reach
 
 from ..conftest import run_tool
+from .test_pipeline import CODEBOOK_SIZE, check_codebook, train_rows
 
 FAST = ['train_cfg.max_iters=4', 'train_cfg.val_interval=2', 'default_hooks.logger.interval=2',
         'default_hooks.checkpoint.interval=2', 'global_batch_size=8',
@@ -52,7 +54,17 @@ def test_every_arm_and_seed_trains_and_the_report_is_written(ran):
     report = (work_dir / 'report.md').read_text()
     assert 'st_end_to_end' in report and '| 1 |' in report
     assert set(result['evaluation']) == {'gear_s0_ar', 'st_end_to_end_s0_ar', 'baseline_s0_ar'}
-    assert result['evaluation']['gear_s0_ar']['psnr'] > 0
+    for stage, entry in result['evaluation'].items():  # the numbers of each evaluation.json
+        assert entry['results'] == str(work_dir / stage / 'evaluation.json')
+        with open(entry['results']) as f:
+            full = json.load(f)
+        for key in ('psnr', 'rfid', 'l1', 'ssim', 'codebook_usage', 'codebook_perplexity',
+                    'codebook_entropy'):
+            assert entry[key] == full['tokenizer'][key], (stage, key)
+        for key in ('fid', 'precision', 'recall', 'num_samples'):
+            assert entry[key] == full['generator'][key], (stage, key)
+        check_codebook(entry['codebook_usage'], entry['codebook_perplexity'],
+                       entry['codebook_entropy'])
 
 
 def test_every_run_of_a_seed_reads_the_same_teacher_features(ran):
@@ -68,10 +80,23 @@ def test_speedups_follow_from_the_logged_curves(ran):
     for seed in (0, 1):
         gear, base = result['ar_curves']['gear'][str(seed)], result['ar_curves']['baseline'][str(seed)]
         assert gear['step'] == base['step'] == [2, 4]  # same budget and logging
+        for curve, stage in ((gear, f'gear_s{seed}_ar'), (base, f'baseline_s{seed}_ar')):
+            rows = train_rows(work_dir / stage)  # the AR run's own scalars.json
+            for key in ('prior/loss_ntp', 'prior/loss_align'):
+                assert curve[key] == [rows[s][key] for s in (2, 4)], (stage, key)
         got = result['speedup']['gear']['per_seed'][str(seed)]['loss_ntp']
         assert got == json.loads(json.dumps(speedup(gear, base, 'prior/loss_ntp')))
     stage1 = result['stage1_curves']['st_end_to_end']['0']
-    assert stage1['step'] == [2, 4] and all(0 < u <= 1 for u in stage1['codebook/tokenizer/usage'])
+    rows = train_rows(work_dir / 'st_end_to_end_s0')
+    assert stage1['step'] == [2, 4] == sorted(rows)
+    for key in ('codebook/tokenizer/usage', 'codebook/tokenizer/perplexity',
+                'assign/natural_entropy', 'tokenizer/loss_recon', 'prior/loss_ntp'):
+        assert stage1[key] == [rows[s][key] for s in (2, 4)], key
+    for s in (2, 4):  # usage counts codes of 256, perplexity = exp(entropy) <= codes used
+        check_codebook(rows[s]['codebook/tokenizer/usage'],
+                       rows[s]['codebook/tokenizer/perplexity'],
+                       rows[s]['codebook/tokenizer/entropy'])
+        assert rows[s]['assign/natural_entropy'] <= math.log(CODEBOOK_SIZE) + 1e-6
 
 
 def test_rerun_skips_training(ran, repo_root, tmp_path):

@@ -6,7 +6,7 @@ on the whole batch.
         tests/engine/dist_worker.py OUT_DIR
 
 Cases (one file per case and rank, ``OUT_DIR/{case}_rank{r}.pt``):
-- ``entropy_{ddp,zero1,zero2}``: the shipped tiny tokenizer (configs/_base_/models/vq_tiny.py,
+- ``entropy_{ddp,zero1,zero2}``: the shipped tiny tokenizer (configs/_base_/models/vq_tiny.py's ``_tokenizer``,
   seed 0) in training mode, wrapped as gear wraps it (DDP on ``ddp_process_group()``, or a
   DeepSpeed ZeRO engine); loss = its entropy regulariser; saved: the loss and every parameter's
   gradient after the strategy's reduction (DDP's mean; ZeRO's reduced full gradient).
@@ -45,7 +45,7 @@ def images(n: int = GLOBAL_BATCH) -> torch.Tensor:
 def tokenizer():
     torch.manual_seed(0)
     cfg = Config.fromfile(osp.join(REPO, 'configs/_base_/models/vq_tiny.py'))
-    return TOKENIZERS.build(cfg.tokenizer).train()
+    return TOKENIZERS.build(cfg._tokenizer).train()
 
 
 def entropy_case(strategy: str, x: torch.Tensor) -> dict:

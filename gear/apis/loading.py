@@ -23,7 +23,7 @@ from torch import nn
 
 from gear.models.converters.llamagen_vq import infer_arch
 from gear.models.generator import generator_parts
-from gear.models.init_from import read_checkpoint, tokenizer_state_dict
+from gear.models.init_from import is_tokenizer_file, read_checkpoint, tokenizer_weights
 from gear.registry import MODELS, TOKENIZERS
 from gear.utils.checkpoint import SCHEMA_VERSION, CheckpointError, load_file, load_state_dict_strict
 
@@ -117,11 +117,11 @@ def load_tokenizer(path: str, key: Optional[str] = None, use_ema: bool = True,
         CheckpointError: naming the file when it holds no tokenizer or does not match.
     """
     ckpt = read_checkpoint(path)
-    if 'schema_version' in ckpt and (ckpt.get('arch') or {}).get('model'):
-        model = load_model(path, device=device)
+    if 'schema_version' in ckpt and 'state_dict' in ckpt and not is_tokenizer_file(ckpt):
+        model = load_model(path, device=device)  # a stage model's weights file
         ema = getattr(model, 'tokenizer_ema', None)
         return (ema.module if use_ema and ema is not None else model.tokenizer).eval()
-    state_dict = tokenizer_state_dict(path, key)
+    state_dict = tokenizer_weights(ckpt, path, key)
     arch = ckpt.get('arch') if 'schema_version' in ckpt else None
     arch = dict(arch) if arch else infer_arch(state_dict)
     arch.setdefault('type', 'VQTokenizer')

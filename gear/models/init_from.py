@@ -51,7 +51,10 @@ def check_init_from(init_from: Optional[Sequence[dict]]) -> List[dict]:
             raise ValueError(f'{where}.checkpoint must be a file path, got {entry.get("checkpoint")!r}')
         modules = entry.get('modules')
         if isinstance(modules, str):  # the command-line form 'src:dst,src:dst'
-            modules = dict(pair.split(':', 1) for pair in modules.split(',') if ':' in pair)
+            pairs = [pair.split(':', 1) for pair in modules.split(',')]
+            if not all(len(pair) == 2 for pair in pairs):
+                raise ValueError(f"{where}.modules: write 'src:dst[,src:dst]', got {modules!r}")
+            modules = dict(pairs)
         if not isinstance(modules, dict) or not modules or not all(
                 isinstance(k, str) and isinstance(v, str) and v for k, v in modules.items()):
             raise ValueError(f'{where}.modules must map source prefixes to attributes, e.g. '
@@ -71,13 +74,13 @@ def read_checkpoint(path: str) -> dict:
     return ckpt
 
 
-def tokenizer_state_dict(path: str, key: Optional[str] = None) -> Dict[str, Tensor]:
-    """The gear-named tokenizer state dict in ``path``: a gear tokenizer weights file as it is,
-    a released LlamaGen / GEAR VQ checkpoint converted (``key``: its bundle entry)."""
-    ckpt = read_checkpoint(path)
+def tokenizer_weights(ckpt: dict, path: str, key: Optional[str] = None) -> Dict[str, Tensor]:
+    """The gear-named tokenizer state dict of ``ckpt`` (read from ``path``): a gear tokenizer
+    weights file as it is, a released LlamaGen / GEAR VQ checkpoint converted (``key``: its
+    bundle entry)."""
     if 'schema_version' in ckpt:
         _check_schema(path, ckpt)
-        if not _is_tokenizer_file(ckpt):
+        if not is_tokenizer_file(ckpt):
             raise CheckpointError(f'{path} is a stage model weights file, not a tokenizer one: '
                                   "take its tokenizer with modules={'tokenizer_ema.module': ...}")
         return ckpt['state_dict']
@@ -90,15 +93,15 @@ def tokenizer_state_dict(path: str, key: Optional[str] = None) -> Dict[str, Tens
 def source_state_dict(path: str, key: Optional[str] = None) -> Dict[str, Tensor]:
     """``path`` as a state dict under gear's model key names (see the module docstring)."""
     ckpt = read_checkpoint(path)
-    if 'schema_version' in ckpt and not _is_tokenizer_file(_check_schema(path, ckpt)):
+    if 'schema_version' in ckpt and not is_tokenizer_file(_check_schema(path, ckpt)):
         if key is not None:
             raise CheckpointError(f'{path} is a gear weights file: init_from key={key!r} only '
                                   'selects an entry of a released bundle; drop it')
         return ckpt['state_dict']
-    return {f'tokenizer.{k}': v for k, v in tokenizer_state_dict(path, key).items()}
+    return {f'tokenizer.{k}': v for k, v in tokenizer_weights(ckpt, path, key).items()}
 
 
-def _is_tokenizer_file(ckpt: dict) -> bool:
+def is_tokenizer_file(ckpt: dict) -> bool:
     """A gear weights file of a tokenizer alone (keys ``encoder.*``), not of a stage model."""
     return any(k.startswith('encoder.') for k in ckpt['state_dict'])
 

@@ -35,6 +35,12 @@ def test_init_from_runs_once_and_not_when_skipped(tmp_path):
     source, path = released_vq(tmp_path)
     cfg = dict(TINY, init_from=[dict(checkpoint=path, modules=dict(tokenizer='tokenizer'))])
     model = MODELS.build(copy.deepcopy(cfg))
+    model.init_weights()
+    with torch.no_grad():
+        model.tokenizer.encoder.conv_in.weight.zero_()  # as if trained after starting
+    model.init_weights()  # the runner calls it again: the loaded weights are not reloaded
+    assert not model.tokenizer.encoder.conv_in.weight.any()
+    model = MODELS.build(copy.deepcopy(cfg))
     model.skip_init_from('resumed')
     model.init_weights()
     assert not torch.equal(model.tokenizer.encoder.conv_in.weight, source.encoder.conv_in.weight)
@@ -46,6 +52,8 @@ def test_init_from_runs_once_and_not_when_skipped(tmp_path):
      r"init_from\[0\] has unknown key.*prefix"),
     ([dict(checkpoint='a.pth')], ValueError, r'init_from\[0\]\.modules'),
     ([dict(checkpoint='a.pth', modules='tokenizer')], ValueError, r'init_from\[0\]\.modules'),
+    ([dict(checkpoint='a.pth', modules='tokenizer:tokenizer,prior')], ValueError,
+     r"init_from\[0\]\.modules: write 'src:dst"),
     ([dict(checkpoint=None, modules=dict(tokenizer='tokenizer'))], ValueError,
      r'init_from\[0\]\.checkpoint'),
 ])

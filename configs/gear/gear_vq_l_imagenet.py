@@ -6,32 +6,12 @@
 # Starts from stage 0 (configs/tokenizer/tokenizer_vq16_imagenet.py). To start from the released
 # Warmup-VQ instead: --cfg-options model.init_from.0.checkpoint=vq-with-gan.pt
 #   model.init_from.0.modules=tokenizer:tokenizer (its EMA starts from the same weights)
-_base_ = [
-    '../_base_/default_runtime.py',
-    '../_base_/strategies/ddp.py',
-    '../_base_/models/vq16.py',
-    '../_base_/models/llamagen_gpt_l.py',
-    '../_base_/models/gear.py',
-    '../_base_/teachers/dinov2_vitb14.py',
-    '../_base_/datasets/imagenet.py',
-    '../_base_/schedules/gear.py',
-]
+_base_ = ['../_base_/models/vq16.py', '../_base_/recipes/gear_l_imagenet.py']
 _stage0 = 'work_dirs/tokenizer_vq16_imagenet/final.pth'  # this stage from that stage
 
 model = dict(
     tokenizer={{_base_._tokenizer}},
     init_from=[dict(checkpoint=_stage0, modules=dict(
-        tokenizer='tokenizer', tokenizer_ema='tokenizer_ema', discriminator='discriminator'))],
-    teachers={{_base_._teachers}},
-    prior=dict(ar={{_base_._ar}}, align_depth=8),  # D = 8 of 24 blocks for L
-    readout=dict(type='SoftReadout', tau=0.1),
-    lambda_align=0.5,
-    lambda_ar=0.5,
-)
-_adamw = dict(type='FusedAdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8)
-_group = dict(type='GearAmpOptimWrapper', dtype='bfloat16', optimizer=_adamw, clip_grad=dict(max_norm=1.0))
-optim_wrapper = dict(tokenizer=_group, discriminator=_group, prior=_group)
-custom_hooks = [dict(type='ReconstructionVisHook', num_images=32, nrow=8)]
-val_evaluator = dict(type='ReconstructionMetric',
-                     codebook_size={{_base_._tokenizer.quantizer.codebook_size}})  # 16384
+        tokenizer='tokenizer', tokenizer_ema='tokenizer_ema', discriminator='discriminator'))])
+val_evaluator = dict(codebook_size={{_base_._tokenizer.quantizer.codebook_size}})  # 16384
 test_evaluator = val_evaluator

@@ -88,3 +88,15 @@ def test_ibq16_defaults_layout():
     assert tuple(model.decoder.up[0].block[0].conv1.weight.shape[:2]) == (128, 128)
     assert tuple(model.decoder.up[1].block[0].conv1.weight.shape[:2]) == (128, 256)
     assert tuple(model.decoder.up[4].block[0].conv1.weight.shape[:2]) == (512, 512)
+
+
+def test_attention_follows_attn_resolutions():
+    # levels at 16, 8, 4 px; attention at 16 and 4 (not only the lowest level, as in vqgan.py)
+    model = IBQTokenizer(ch=32, ch_mult=(1, 1, 1), num_res_blocks=2, attn_resolutions=(16, 4),
+                         resolution=16, z_channels=8,
+                         quantizer=dict(type='IndexBackpropQuantizer', codebook_size=8, embed_dim=4))
+    assert [len(level.attn) for level in model.encoder.down] == [2, 0, 2]
+    assert [len(level.attn) for level in model.decoder.up] == [3, 0, 3]
+    arch = infer_ibq_arch(model.state_dict(), resolution=16)
+    assert arch['attn_resolutions'] == (4, 16)
+    assert arch['num_res_blocks'] == 2 and arch['ch_mult'] == (1, 1, 1)

@@ -122,6 +122,8 @@ def test_errors_name_the_keys(released_small):
         convert_ibq(bad)
     with pytest.raises(ValueError, match='foo.bar'):
         to_released_ibq({'foo.bar': torch.zeros(1)})
+    with pytest.raises(ValueError, match='loss.x'):  # gear state dicts have no training-only keys
+        to_released_ibq({'loss.x': torch.zeros(1)})
     # a shadow with no live weight, and shadows that miss a weight
     ckpt = _lightning(released, lambda v: v + 1)['state_dict']
     with pytest.raises(ValueError, match='model_ema.stray'):

@@ -1,3 +1,4 @@
 """Image tokenizers: ``encode(x) -> QuantizerOutput``, ``decode(z_q) -> x^``."""
 from .blocks import AttnBlock, Downsample, Normalize, ResnetBlock, Upsample, swish  # noqa: F401
+from .ibq import IBQTokenizer, TamingDecoder, TamingEncoder  # noqa: F401
 from .vqgan import Decoder, Encoder, VQTokenizer  # noqa: F401

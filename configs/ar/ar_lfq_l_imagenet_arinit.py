@@ -1,0 +1,6 @@
+# Stage 2 "ar-init", reference recipe (LFQ): continue the stage-1 GPT-L prior (and its EMA) on the
+# frozen stage-1 EMA tokenizer.
+_base_ = ['./ar_lfq_l_imagenet_vqonly.py']
+_stage1 = 'work_dirs/gear_lfq_l_imagenet/final.pth'
+model = dict(init_from=[dict(checkpoint=_stage1, modules={
+    'tokenizer_ema.module': 'tokenizer', 'prior': 'prior', 'prior_ema': 'prior_ema'})])

@@ -21,7 +21,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from gear.models.converters.llamagen_vq import infer_arch
+from gear.models.converters.tokenizers import infer_tokenizer_arch
 from gear.models.generator import generator_parts
 from gear.models.init_from import is_tokenizer_file, read_checkpoint, tokenizer_weights
 from gear.registry import MODELS, TOKENIZERS
@@ -104,8 +104,8 @@ def load_tokenizer(path: str, key: Optional[str] = None, use_ema: bool = True,
     Args:
         path: a stage weights file (``final.pth`` of any stage: its EMA tokenizer when
             ``use_ema`` and the stage trains one, else its tokenizer), a gear tokenizer weights
-            file (``tools/model_converters``), or a released LlamaGen / GEAR VQ checkpoint
-            (converted; the architecture is read from the weights).
+            file (``tools/model_converters``), or a released VQ / LFQ / IBQ checkpoint (LlamaGen,
+            Open-MAGVIT2, IBQ, GEAR; converted, the architecture read from the weights).
         key: the bundle entry of a released checkpoint (e.g. ``'vq_ema'``); None picks one.
         use_ema: for a stage weights file, its EMA tokenizer.
         device: where the tokenizer goes.
@@ -123,8 +123,8 @@ def load_tokenizer(path: str, key: Optional[str] = None, use_ema: bool = True,
         return (ema.module if use_ema and ema is not None else model.tokenizer).eval()
     state_dict = tokenizer_weights(ckpt, path, key)
     arch = ckpt.get('arch') if 'schema_version' in ckpt else None
-    arch = dict(arch) if arch else infer_arch(state_dict)
-    arch.setdefault('type', 'VQTokenizer')
+    arch = dict(arch) if arch else infer_tokenizer_arch(state_dict)
+    arch.setdefault('type', 'VQTokenizer')  # files written before the LFQ / IBQ families
     with DefaultScope.overwrite_default_scope('gear'):
         tokenizer = TOKENIZERS.build(arch)
     load_state_dict_strict(tokenizer, state_dict, source=path)

@@ -129,6 +129,18 @@ def _downsample_factor(tokenizer_cfg: Optional[dict]) -> Optional[int]:
     return 2 ** (len(ch_mult) - 1) if ch_mult else None  # one 2x down-sampling per extra level
 
 
+def _check_tokenizer(tokenizer_cfg: Optional[dict]) -> None:
+    """A codec / quantizer mismatch (e.g. an LFQ codebook that is not 2**z_channels), found by
+    the tokenizer class's own ``config_error`` before anything is built."""
+    if not isinstance(tokenizer_cfg, dict) or not isinstance(tokenizer_cfg.get('type'), str):
+        return
+    cls = _lookup(tokenizer_cfg['type'])
+    check = getattr(cls, 'config_error', None)
+    error = check(**{k: v for k, v in tokenizer_cfg.items() if k != 'type'}) if check else None
+    if error:
+        raise ConfigError(f'model.tokenizer.{error}')
+
+
 def _check_distributed(cfg_dict: dict) -> None:
     """``sync_bn`` names an implementation; ``env_cfg.dist_cfg.timeout`` is a positive number."""
     sync_bn = cfg_dict.get('sync_bn')
@@ -176,6 +188,7 @@ def check_config(cfg: Config) -> None:
         _check_arguments(path, node, obj)
     _check_distributed(cfg_dict)
     _check_batch(cfg_dict)
+    _check_tokenizer(cfg_dict['model'].get('tokenizer'))
     factor = _downsample_factor(cfg_dict['model'].get('tokenizer'))
     if factor:
         for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):

@@ -9,7 +9,7 @@ under gear's model key names:
 - a gear weights file of a stage model (``final.pth``) as it is, e.g.
   ``{'tokenizer_ema.module': 'tokenizer'}`` takes stage 1's EMA tokenizer;
 - a gear tokenizer weights file (``tools/model_converters``; its keys start with ``encoder.``)
-  and a released LlamaGen / GEAR VQ checkpoint (converted; ``key`` picks the bundle entry, e.g.
+  and a released VQ / LFQ / IBQ checkpoint (LlamaGen, Open-MAGVIT2, IBQ, GEAR; converted; ``key`` picks the bundle entry, e.g.
   ``'vq_ema'``) under ``tokenizer.``.
 An EMA copy whose source module is loaded but which is not loaded itself starts equal to it.
 
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from gear.utils.checkpoint import (SCHEMA_VERSION, CheckpointError, load_file,
                                    load_state_dict_strict)
 
-from .converters.llamagen_vq import convert_llamagen_vq
+from .converters.tokenizers import convert_tokenizer
 
 ENTRY_KEYS = ('checkpoint', 'modules', 'key')
 
@@ -76,8 +76,8 @@ def read_checkpoint(path: str) -> dict:
 
 def tokenizer_weights(ckpt: dict, path: str, key: Optional[str] = None) -> Dict[str, Tensor]:
     """The gear-named tokenizer state dict of ``ckpt`` (read from ``path``): a gear tokenizer
-    weights file as it is, a released LlamaGen / GEAR VQ checkpoint converted (``key``: its
-    bundle entry)."""
+    weights file as it is, a released VQ / LFQ / IBQ checkpoint (LlamaGen, Open-MAGVIT2, IBQ,
+    GEAR) converted (``key``: its bundle entry)."""
     if 'schema_version' in ckpt:
         _check_schema(path, ckpt)
         if not is_tokenizer_file(ckpt):
@@ -85,9 +85,10 @@ def tokenizer_weights(ckpt: dict, path: str, key: Optional[str] = None) -> Dict[
                                   "take its tokenizer with modules={'tokenizer_ema.module': ...}")
         return ckpt['state_dict']
     try:
-        return convert_llamagen_vq(ckpt, key=key)
+        return convert_tokenizer(ckpt, key=key)[1]
     except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f'{path}: not a gear weights file nor a released VQ checkpoint: {e}') from e
+        raise CheckpointError(f'{path}: not a gear weights file nor a released VQ / LFQ / IBQ '
+                              f'checkpoint: {e}') from e
 
 
 def source_state_dict(path: str, key: Optional[str] = None) -> Dict[str, Tensor]:

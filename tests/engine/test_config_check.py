@@ -95,20 +95,25 @@ def test_resolved_configs_hold_only_settings(path):
     assert not extra, f'top-level keys nothing reads (prefix helpers with _): {extra}'
 
 
-def _depth(path: str) -> int:
-    """Files on the longest _base_ chain from ``path`` (the config itself included)."""
+def _depth(path: str, fragments: bool) -> int:
+    """Files on the longest ``_base_`` chain from ``path`` (itself included) that are
+    ``_base_`` fragments (``fragments``) or experiments (not)."""
     with open(path) as f:
         text = f.read()
+    own = int(('/_base_/' in path) == fragments)
     if '_base_ = ' not in text:
-        return 1
+        return own
     bases = Config._get_base_files(path)
-    return 1 + max(_depth(osp.normpath(osp.join(osp.dirname(path), b))) for b in bases)
+    return own + max(_depth(osp.normpath(osp.join(osp.dirname(path), b)), fragments)
+                     for b in bases)
 
 
 @pytest.mark.parametrize('path', EXPERIMENTS, ids=[osp.relpath(p, REPO) for p in EXPERIMENTS])
-def test_at_most_three_levels_of_inheritance(path):
-    # the experiment, at most one "this stage from that stage" link, then _base_ fragments
-    assert _depth(path) <= 3
+def test_an_experiment_is_fragments_and_at_most_one_link(path):
+    # the experiment and at most one "this stage from that stage" link ...
+    assert _depth(path, fragments=False) <= 2
+    # ... then _base_ fragments: a stage recipe (configs/_base_/recipes/) and the parts it joins
+    assert _depth(path, fragments=True) <= 2
 
 
 @pytest.mark.parametrize('key, suggestion', [
@@ -208,3 +213,24 @@ def test_a_default_hook_is_removed_with_none():
     hooks = _registered(cfg)
     assert 'ExportWeightsHook' not in hooks and 'IterTimerHook' not in hooks
     assert 'RNGStateHook' in hooks
+
+
+@pytest.mark.parametrize('config, options, message', [
+    ('tokenizer_lfq_tiny_fashionmnist', {'model.tokenizer.z_channels': 6},
+     r'^model\.tokenizer\.quantizer\.codebook_size: 256 is not 2\*\*z_channels = 2\*\*6 = 64'),
+    ('tokenizer_lfq_tiny_fashionmnist',
+     {'model.tokenizer.quantizer': dict(_delete_=True, type='VectorQuantizer', codebook_size=64,
+                                        embed_dim=4)},
+     r'^model\.tokenizer\.quantizer\.embed_dim: 4 != z_channels = 8'),
+    ('tokenizer_ibq_tiny_fashionmnist', {'model.tokenizer.attn_resolutions': (4, )},
+     r'^model\.tokenizer\.attn_resolutions: \[4\] is not a level .* \[32, 16, 8\] px'),
+])
+def test_a_codec_quantizer_mismatch_names_the_key(config, options, message):
+    cfg = Config.fromfile(osp.join(REPO, f'configs/tokenizer/{config}.py'))
+    check_config(cfg)  # as shipped
+    cfg.merge_from_dict(options)
+    with pytest.raises(ConfigError, match=message):
+        check_config(cfg)
+    from gear.registry import TOKENIZERS  # the constructor says the same
+    with pytest.raises(ValueError, match=message[1:]):
+        TOKENIZERS.build(cfg.model.tokenizer)

@@ -105,7 +105,7 @@ def test_cli_writes_sha_named_file(tmp_path, released_small):
     ema = {k: v + 0.5 for k, v in released.items()}
     torch.save({'vq': released, 'vq_ema': ema, 'steps': 10}, src)
     result = subprocess.run(
-        [sys.executable, 'tools/model_converters/llamagen_vq.py', str(src),
+        [sys.executable, 'tools/model_converters/tokenizer.py', str(src),
          str(tmp_path / 'out' / 'gear-vq-small.pth'), '--key', 'vq_ema'],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -116,7 +116,7 @@ def test_cli_writes_sha_named_file(tmp_path, released_small):
     assert hashlib.sha256(files[0].read_bytes()).hexdigest()[:8] == match.group(1)
     ckpt = torch.load(files[0], weights_only=True)
     assert ckpt['schema_version'] == 1
-    assert ckpt['arch'] == arch
-    loaded = VQTokenizer(**ckpt['arch'])
+    assert ckpt['arch'] == dict(arch, type='VQTokenizer')
+    loaded = VQTokenizer(**arch)
     loaded.load_state_dict(ckpt['state_dict'], strict=True)
     torch.testing.assert_close(loaded.quant_conv.weight, ema['quant_conv.weight'])

@@ -16,7 +16,7 @@ with h = H / 2**(len(ch_mult) - 1). Level i works at ``resolution / 2**i`` pixel
 follows every residual block of the levels whose resolution is in ``attn_resolutions``
 (IBQ-16: level 4, 16 x 16), and always in the middle.
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 from torch import Tensor, nn
 
@@ -190,6 +190,10 @@ class IBQTokenizer(nn.Module):
                  quantizer: dict = dict(type='IndexBackpropQuantizer', codebook_size=16384,
                                         embed_dim=256)):
         super().__init__()
+        error = self.config_error(ch_mult=ch_mult, attn_resolutions=attn_resolutions,
+                                  resolution=resolution)
+        if error:
+            raise ValueError(f'model.tokenizer.{error}')
         self.ch_mult = tuple(ch_mult)
         codec = dict(ch=ch, ch_mult=ch_mult, num_res_blocks=num_res_blocks,
                      attn_resolutions=tuple(attn_resolutions), resolution=resolution,
@@ -200,6 +204,20 @@ class IBQTokenizer(nn.Module):
         embed_dim = self.quantizer.embed_dim
         self.quant_conv = nn.Conv2d(z_channels, embed_dim, kernel_size=1)
         self.post_quant_conv = nn.Conv2d(embed_dim, z_channels, kernel_size=1)
+
+    @staticmethod
+    def config_error(ch_mult: Sequence[int] = (1, 1, 2, 2, 4),
+                     attn_resolutions: Sequence[int] = (16, ), resolution: int = 256,
+                     **_) -> Optional[str]:
+        """What is wrong with this config (the key, relative to the tokenizer, first), or None:
+        an attention resolution that no level works at would silently build no attention.
+        ``gear.engine.config_check`` calls this before anything is built."""
+        levels = [resolution // 2**i for i in range(len(ch_mult))]
+        missing = [r for r in attn_resolutions if r not in levels]
+        if missing:
+            return (f'attn_resolutions: {missing} is not a level of this codec; with resolution '
+                    f'{resolution} and {len(ch_mult)} levels they work at {levels} px')
+        return None
 
     @property
     def codebook_size(self) -> int:

@@ -11,7 +11,7 @@ no parameters, so a state dict holds codec keys only
       -> decoder (its adaptive norms conditioned on z_q) -> x^ (B, 3, H, W)
 with h = H / 2**(len(ch_mult) - 1).
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 from torch import Tensor, nn
 
@@ -145,15 +145,32 @@ class LFQTokenizer(nn.Module):
                  in_channels: int = 3,
                  quantizer: dict = dict(type='LookupFreeQuantizer', codebook_size=2**14)):
         super().__init__()
+        error = self.config_error(z_channels=z_channels, quantizer=quantizer)
+        if error:
+            raise ValueError(f'model.tokenizer.{error}')
         self.quantizer = QUANTIZERS.build(quantizer)
-        codebook_size = self.quantizer.codebook_size
-        if codebook_size != 2**z_channels:
-            raise ValueError(
-                f'model.tokenizer.quantizer.codebook_size ({codebook_size}) must be '
-                f'2**model.tokenizer.z_channels (2**{z_channels} = {2**z_channels}) for LFQ')
         self.ch_mult = tuple(ch_mult)
         self.encoder = MagvitEncoder(in_channels, ch, ch_mult, num_res_blocks, z_channels)
         self.decoder = MagvitDecoder(in_channels, ch, ch_mult, num_res_blocks, z_channels)
+
+    @staticmethod
+    def config_error(z_channels: int = 14, quantizer: Optional[dict] = None, **_) -> Optional[str]:
+        """What is wrong with this config (the key, relative to the tokenizer, first), or None.
+
+        The codec feeds its latent to the quantizer directly (no ``quant_conv``): a lookup-free
+        quantizer needs ``codebook_size == 2**z_channels``, any other one ``embed_dim ==
+        z_channels``. ``gear.engine.config_check`` calls this before anything is built.
+        """
+        quantizer = quantizer or {}
+        if quantizer.get('type') == 'LookupFreeQuantizer':
+            size = quantizer.get('codebook_size', 2**14)
+            if size != 2**z_channels:
+                return (f'quantizer.codebook_size: {size} is not 2**z_channels = 2**{z_channels} = '
+                        f'{2**z_channels}; an LFQ codebook is {{-1, +1}}^z_channels')
+        elif quantizer.get('embed_dim', z_channels) != z_channels:
+            return (f"quantizer.embed_dim: {quantizer['embed_dim']} != z_channels = {z_channels}; "
+                    'the LFQ codec has no quant_conv, the quantizer reads its latent directly')
+        return None
 
     @property
     def codebook_size(self) -> int:

@@ -1,10 +1,12 @@
 """The gradient routing of one GEAR iteration (DESIGN.md, "One GEAR iteration"), proven through
-the real ``train_step`` of the shipped tiny stage-1 config with the optimizer wrappers built as
-the runner builds them (``build_optim_wrapper`` from the config's ``optim_wrapper``):
+the real ``train_step`` of the shipped tiny stage-1 config of each quantizer family (VQ, LFQ,
+IBQ) with the optimizer wrappers built as the runner builds them (``build_optim_wrapper`` from
+the config's ``optim_wrapper``):
 
 - the next-token loss (the whole prior step) produces no gradient on any tokenizer parameter;
-- the soft-branch alignment reaches the encoder and codebook (not the decoder), and produces no
-  gradient on the prior or the discriminator;
+- the soft-branch alignment reaches the encoder and the codebook where one is learnt (VQ, IBQ;
+  LFQ: the encoder only), never the decoder, and produces no gradient on the prior or the
+  discriminator;
 - the AR and projectors are unchanged by the tokenizer step; the tokenizer is unchanged by the
   discriminator and prior steps (and by the EMA update);
 - both EMAs follow the configured decay (checked on the exact value after a second step);
@@ -33,7 +35,12 @@ from gear.utils.frozen import frozen
 
 from ..conftest import REPO
 
-SHIPPED = f'{REPO}/configs/gear/gear_vq_tiny_fashionmnist.py'
+FAMILIES = ('vq', 'lfq', 'ibq')
+SHIPPED = {f: f'{REPO}/configs/gear/gear_{f}_tiny_fashionmnist.py' for f in FAMILIES}
+# What the soft alignment moves, beyond the encoder (REFERENCE.md, "Distances per family"):
+# the quantizer's learnt codebook and the quant conv before it; LFQ has neither.
+_CODEBOOK = {'quant_conv.weight', 'quant_conv.bias', 'quantizer.embedding.weight'}
+SOFT_REACHES = dict(vq=_CODEBOOK, lfq=set(), ibq=_CODEBOOK)
 GROUPS = ('tokenizer', 'discriminator', 'prior')
 PHASES = ('tokenizer', 'discriminator', 'prior', 'after')  # gradients produced before each step
 
@@ -69,9 +76,9 @@ def unchanged(before, module):
 
 
 # ---------------------------------------------------------------- the shipped model, observed
-def shipped_cfg(**model):
+def shipped_cfg(family, **model):
     """The shipped stage-1 config; only the stage-0 checkpoint is not loaded (none here)."""
-    cfg = Config.fromfile(SHIPPED)
+    cfg = Config.fromfile(SHIPPED[family])
     cfg.model.init_from = None
     cfg.model.update(model)
     return cfg
@@ -125,8 +132,8 @@ class PhaseRecorder:
         self.cur['grads'].append({g: {} for g in GROUPS})
 
 
-def run_shipped(steps=2, **model):
-    cfg = shipped_cfg(**model)
+def run_shipped(family, steps=2, **model):
+    cfg = shipped_cfg(family, **model)
     MessageHub.get_instance('gear-invariants-shipped')
     torch.manual_seed(0)
     m = MODELS.build(cfg.model).train()
@@ -138,10 +145,10 @@ def run_shipped(steps=2, **model):
     return cfg, m, rec, logs
 
 
-@pytest.fixture(scope='module')
-def shipped():
-    """Two steps of the shipped model (the second starts from moved weights and EMAs)."""
-    return run_shipped()
+@pytest.fixture(scope='module', params=FAMILIES)
+def shipped(request):
+    """Two steps of a family's shipped model (the second starts from moved weights and EMAs)."""
+    return (request.param, *run_shipped(request.param))
 
 
 def produced(step, phase, group):
@@ -160,7 +167,7 @@ def same(a, b):
 
 
 def test_each_train_step_steps_the_three_groups_once_in_order(shipped):
-    _, _, rec, logs = shipped
+    _, _, _, rec, logs = shipped
     for step, log in zip(rec.steps, logs):
         assert step['order'] == list(GROUPS)
         assert {'tokenizer/loss_align_soft', 'tokenizer/loss_gan', 'tokenizer/loss_perceptual',
@@ -168,7 +175,7 @@ def test_each_train_step_steps_the_three_groups_once_in_order(shipped):
 
 
 def test_ntp_loss_never_reaches_the_tokenizer(shipped):
-    _, m, rec, _ = shipped
+    _, _, m, rec, _ = shipped
     ar = {n for n, _ in m.prior.named_parameters() if n.startswith('ar.')}
     for step in rec.steps:
         assert produced(step, 'prior', 'tokenizer') == {}  # no tokenizer gradient at all
@@ -179,24 +186,23 @@ def test_ntp_loss_never_reaches_the_tokenizer(shipped):
 
 
 def test_soft_alignment_reaches_the_tokenizer_and_nothing_else(shipped):
-    cfg, _, rec, _ = shipped
+    family, cfg, _, rec, _ = shipped
     for step in rec.steps:  # the tokenizer step: no gradient on the prior or D ...
         assert produced(step, 'tokenizer', 'prior') == {}
         assert produced(step, 'tokenizer', 'discriminator') == {}
         assert same(state(step, 'start')['prior'], state(step, 'after tokenizer')['prior']) == []
-    # ... and the soft alignment is what moves the encoder and codebook: the same first step
-    # with lambda = 0 differs exactly there, not in the decoder
+    # ... and the soft alignment is what moves the encoder (and the learnt codebook): the same
+    # first step with lambda = 0 differs exactly there, not in the decoder
     assert cfg.model.lambda_align > 0
-    _, _, off, _ = run_shipped(steps=1, lambda_align=0.0)
+    _, _, off, _ = run_shipped(family, steps=1, lambda_align=0.0)
     on, off = produced(rec.steps[0], 'tokenizer', 'tokenizer'), produced(off.steps[0], 'tokenizer', 'tokenizer')
     moved = {n for n in on if not torch.equal(on[n], off.get(n, torch.zeros_like(on[n])))}
     assert any(n.startswith('encoder.') for n in moved)
-    assert 'quant_conv.weight' in moved and 'quantizer.embedding.weight' in moved
-    assert not any(n.startswith(('decoder.', 'post_quant_conv.')) for n in moved), moved
+    assert {n for n in moved if not n.startswith('encoder.')} == SOFT_REACHES[family]
 
 
 def test_prior_is_unchanged_by_the_tokenizer_step_and_the_tokenizer_by_the_others(shipped):
-    _, _, rec, _ = shipped
+    _, _, _, rec, _ = shipped
     for step in rec.steps:
         start = state(step, 'start')
         tok = state(step, 'phase 2')  # step (1) is over
@@ -213,9 +219,7 @@ def test_prior_is_unchanged_by_the_tokenizer_step_and_the_tokenizer_by_the_other
         assert same(state(step, 'after prior')['prior'], state(step, 'end')['prior']) == []
 
 
-@pytest.mark.parametrize('decay', [None, 0.75])  # the shipped 0.99, and one far from it
-def test_both_emas_follow_the_configured_decay(shipped, decay):
-    cfg, m, rec, _ = shipped if decay is None else run_shipped(ema_decay=decay)
+def check_ema_decay(cfg, m, rec):
     decay = cfg.model.ema_decay
     for group in ('tokenizer', 'prior'):
         names = [n for n, _ in getattr(m, group).named_parameters()]
@@ -227,6 +231,14 @@ def test_both_emas_follow_the_configured_decay(shipped, decay):
             torch.testing.assert_close(e, a + (1 - decay) * (b - a), rtol=1e-6, atol=1e-8,
                                        msg=n)
         assert sum(not torch.equal(a, b) for a, b in zip(o1, o2)) > len(names) // 2  # moved
+
+
+def test_both_emas_follow_the_configured_decay(shipped):
+    check_ema_decay(*shipped[1:4])  # the shipped 0.99
+
+
+def test_both_emas_follow_a_decay_far_from_the_shipped_one():
+    check_ema_decay(*run_shipped('vq', ema_decay=0.75)[:3])
 
 
 # ---------------------------------------------------------------- components, on TINY_GEAR

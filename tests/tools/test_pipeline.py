@@ -157,3 +157,23 @@ def test_parallel_stages_stop_at_a_failure_naming_the_stage_and_its_log(tmp_path
     launched = [line.split()[1] for line in lines if 'threads, log' in line]
     assert sorted(launched) == ['a', 'b']  # side by side; c never starts
     assert 'codebook_sise' in (tmp_path / 'a' / 'pipeline.log').read_text()
+
+
+@pytest.mark.parametrize('family', ['lfq', 'ibq'])
+def test_the_pipeline_of_each_quantizer_family_runs_end_to_end(family, tmp_path):
+    """configs/pipelines/gear_{lfq,ibq}_tiny_fashionmnist.py as shipped, shortened in length
+    only (one process, no evaluation: the VQ pipeline covers that): every stage reads the one
+    before it, and the summary compares the two ARs."""
+    work_dir = tmp_path / family
+    run_tool(['tools/pipeline.py', f'configs/pipelines/gear_{family}_tiny_fashionmnist.py',
+              '--work-dir', str(work_dir), '--skip-eval', '--cfg-options',
+              *[o for o in PIPELINE_LENGTH if not o.startswith('env_cfg')]], timeout=1200)
+    for stage in ('stage0_warmup', 'stage1_gear', 'stage2_vqonly', 'baseline'):
+        assert (work_dir / stage / 'final.pth').is_file(), stage
+    summary = json.loads((work_dir / 'summary.json').read_text())
+    for role, stage in (('gear', 'stage2_vqonly'), ('baseline', 'baseline')):
+        curve, rows = summary['curves'][role], train_rows(work_dir / stage)
+        assert curve['step'] == [2, 4] and curve['loss_ntp'] == [rows[s]['prior/loss_ntp'] for s in (2, 4)]
+    row = train_rows(work_dir / 'stage1_gear')[4]
+    assert row['tokenizer/loss_align_soft'] != 0 and row['tokenizer/loss_entropy'] != 0
+    assert 0 < summary['stages']['stage1_gear']['codebook']['usage'] <= 1

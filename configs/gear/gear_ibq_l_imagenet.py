@@ -2,9 +2,9 @@
 # LlamaGen GPT-L (+ REPA projector) on ImageNet 256 px, DINOv2 ViT-B/14 teacher, tau 0.1,
 # lambda 0.5, lambda_ar 0.5, D = 8, global batch 256, AdamW 1e-4, EMA 0.9999, 400k steps, bf16.
 #   torchrun --nproc_per_node 8 tools/train.py configs/gear/gear_ibq_l_imagenet.py --launcher pytorch
-# Starts from stage 0 (configs/tokenizer/tokenizer_ibq16_imagenet.py). To start from the released
-# Warmup-IBQ instead: --cfg-options model.init_from.0.checkpoint=ibq-with-gan.pt
-#   model.init_from.0.modules=tokenizer:tokenizer (its EMA starts from the same weights)
+# Starts from stage 0 (configs/tokenizer/tokenizer_ibq16_imagenet.py).
+# The released Warmup-IBQ instead, as the official --stage0-init-ckpt (tokenizer, its EMA
+#   and the discriminator): --cfg-options model.init_from.0.checkpoint=warmup-ibq16
 _base_ = ['../_base_/models/ibq16.py', '../_base_/recipes/gear_l_imagenet.py']
 _stage0 = 'work_dirs/tokenizer_ibq16_imagenet/final.pth'  # this stage from that stage
 

@@ -3,9 +3,9 @@
 # lambda_ar 0.5, D = 8, global batch 256, AdamW 1e-4 for every group, EMA 0.9999, 400k steps, bf16.
 #   torchrun --nproc_per_node 8 tools/train.py configs/gear/gear_vq_l_imagenet.py --launcher pytorch
 #   (DDP per module; DeepSpeed ZeRO-1/2: --cfg-options deepspeed_cfg.zero_stage=2)
-# Starts from stage 0 (configs/tokenizer/tokenizer_vq16_imagenet.py). To start from the released
-# Warmup-VQ instead: --cfg-options model.init_from.0.checkpoint=vq-with-gan.pt
-#   model.init_from.0.modules=tokenizer:tokenizer (its EMA starts from the same weights)
+# Starts from stage 0 (configs/tokenizer/tokenizer_vq16_imagenet.py).
+# The released Warmup-VQ instead, as the official --stage0-init-ckpt (tokenizer, its EMA
+#   and the discriminator): --cfg-options model.init_from.0.checkpoint=warmup-vq16
 _base_ = ['../_base_/models/vq16.py', '../_base_/recipes/gear_l_imagenet.py']
 _stage0 = 'work_dirs/tokenizer_vq16_imagenet/final.pth'  # this stage from that stage
 

@@ -144,9 +144,9 @@ def _check_tokenizer(tokenizer_cfg: Optional[dict]) -> None:
 def _check_distributed(cfg_dict: dict) -> None:
     """``sync_bn`` names an implementation; ``env_cfg.dist_cfg.timeout`` is a positive number."""
     sync_bn = cfg_dict.get('sync_bn')
-    if sync_bn is not None and sync_bn not in ('gear', 'torch'):
+    if sync_bn is not None and sync_bn not in ('gear', 'torch', 'auto'):
         raise ConfigError(f"sync_bn: {sync_bn!r} is not an implementation; use 'gear' (any "
-                          "device, gloo included) or 'torch' (GPUs)")
+                          "device, gloo included), 'torch' (GPUs) or 'auto' (torch on CUDA)")
     timeout = ((cfg_dict.get('env_cfg') or {}).get('dist_cfg') or {}).get('timeout')
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or timeout <= 0):

@@ -16,7 +16,8 @@
   on every rank (where ``LogSyncHook`` flushes its window).
 - Each rank loads ``global_batch_size / world size`` images a step (gear/engine/batch.py),
   so the global batch is the config's whatever the number of GPUs.
-- ``sync_bn`` ('gear' on any device, 'torch' on GPUs) synchronises the BatchNorm statistics of
+- ``sync_bn`` ('gear' on any device, 'torch' on GPUs, 'auto': 'torch' on CUDA else 'gear';
+  the ImageNet recipes set 'auto', as the official converts when distributed) synchronises the BatchNorm statistics of
   the trainable modules (the discriminator) over ranks; without it each rank normalises with
   its own batch.
 - Multi-process runs wrap the model per trainable module: ``model_wrapper_cfg`` (default
@@ -147,7 +148,7 @@ class GearRunner(Runner):
 
     def wrap_model(self, model_wrapper_cfg, model):
         """One process: the model as it is. Several: ``sync_bn`` ('gear': any device; 'torch':
-        GPUs) converts the BatchNorm layers of the modules the model steps, then the model is
+        GPUs; 'auto': 'torch' on CUDA, else 'gear') converts the BatchNorm layers of the modules the model steps, then the model is
         wrapped per trainable module: ``model_wrapper_cfg`` (default
         ``GearDistributedDataParallel``) or, with ``deepspeed_cfg`` (a strategies/zero*.py
         fragment), ``GearDeepSpeedWrapper``."""
@@ -162,6 +163,8 @@ class GearRunner(Runner):
                                     'with torchrun ... --launcher pytorch to use ZeRO')
             return model
         sync_bn = self.cfg.get('sync_bn')
+        if sync_bn == 'auto':  # the official's choice on GPUs, gear's elsewhere
+            sync_bn = 'torch' if next(model.parameters()).device.type == 'cuda' else 'gear'
         if sync_bn is not None:
             if sync_bn == 'torch' and next(model.parameters()).device.type == 'cpu':
                 raise ValueError("sync_bn='torch': torch's SyncBatchNorm runs on GPUs only; use "

@@ -8,9 +8,15 @@ Each entry copies the weights under ``src_prefix`` of a checkpoint into the sub-
 under gear's model key names:
 - a gear weights file of a stage model (``final.pth``) as it is, e.g.
   ``{'tokenizer_ema.module': 'tokenizer'}`` takes stage 1's EMA tokenizer;
-- a gear tokenizer weights file (``tools/model_converters``; its keys start with ``encoder.``)
-  and a released VQ / LFQ / IBQ checkpoint (LlamaGen, Open-MAGVIT2, IBQ, GEAR; converted; ``key`` picks the bundle entry, e.g.
-  ``'vq_ema'``) under ``tokenizer.``.
+- an official GEAR bundle (stage 0 / 1 of the official trainers, the released Warmup-* /
+  GEAR-* files) under the same names (``vq`` -> ``tokenizer``, ``vq_ema`` ->
+  ``tokenizer_ema.module``, ``discriminator``, ``ar`` -> ``prior.ar``, ``ema`` ->
+  ``prior_ema.module.ar``, projectors; ``gear.models.converters.gear_official``), so the
+  modules that read a gear ``final.pth`` read it too, and take what the official takes;
+- a gear tokenizer weights file (``tools/model_converters``; its keys start with ``encoder.``),
+  a released raw / LlamaGen / Lightning VQ / LFQ / IBQ checkpoint (converted; Lightning: its
+  LitEma weights), and one entry of a bundle picked with ``key`` (e.g. ``'vq'``) under
+  ``tokenizer.``.
 An EMA copy whose source module is loaded but which is not loaded itself starts equal to it.
 
 The runner applies ``init_from`` once, before it wraps the model (so DeepSpeed's master weights
@@ -27,6 +33,7 @@ from torch import Tensor, nn
 from gear.utils.checkpoint import (SCHEMA_VERSION, CheckpointError, load_file,
                                    load_state_dict_strict)
 
+from .converters.gear_official import convert_official_bundle, is_official_bundle
 from .converters.tokenizers import convert_tokenizer
 
 ENTRY_KEYS = ('checkpoint', 'modules', 'key')
@@ -91,14 +98,21 @@ def tokenizer_weights(ckpt: dict, path: str, key: Optional[str] = None) -> Dict[
                               f'checkpoint: {e}') from e
 
 
-def source_state_dict(path: str, key: Optional[str] = None) -> Dict[str, Tensor]:
-    """``path`` as a state dict under gear's model key names (see the module docstring)."""
+def source_state_dict(path: str, key: Optional[str] = None,
+                      teacher_names: Optional[Sequence[str]] = None) -> Dict[str, Tensor]:
+    """``path`` as a state dict under gear's model key names (see the module docstring);
+    ``teacher_names`` (the model's, in order) name an official bundle's projectors."""
     ckpt = read_checkpoint(path)
     if 'schema_version' in ckpt and not is_tokenizer_file(_check_schema(path, ckpt)):
         if key is not None:
             raise CheckpointError(f'{path} is a gear weights file: init_from key={key!r} only '
                                   'selects an entry of a released bundle; drop it')
         return ckpt['state_dict']
+    if key is None and is_official_bundle(ckpt):
+        try:
+            return convert_official_bundle(ckpt, teacher_names)
+        except (KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f'{path}: not a readable official GEAR bundle: {e}') from e
     return {f'tokenizer.{k}': v for k, v in tokenizer_weights(ckpt, path, key).items()}
 
 
@@ -139,7 +153,9 @@ def apply_init_from(model: nn.Module, entries: List[dict], ema_of: Dict[str, str
     loaded = []
     for i, entry in enumerate(entries):
         source = f"model.init_from[{i}] ({entry['checkpoint']})"
-        state_dict = source_state_dict(entry['checkpoint'], entry['key'])
+        teachers = getattr(model, 'teachers', None)
+        state_dict = source_state_dict(entry['checkpoint'], entry['key'],
+                                       list(teachers) if teachers is not None else None)
         load_submodules(model, state_dict, entry['modules'], source)
         loaded += entry['modules'].values()
 

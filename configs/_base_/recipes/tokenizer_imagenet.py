@@ -22,3 +22,6 @@ optim_wrapper = dict(
 custom_hooks = [dict(type='ReconstructionVisHook', num_images=32, nrow=8)]
 val_evaluator = dict(type='ReconstructionMetric')
 test_evaluator = val_evaluator
+# The official converts the discriminator's BatchNorm to SyncBatchNorm when distributed:
+# torch's on CUDA, gear's elsewhere (a no-op in one process).
+sync_bn = 'auto'

@@ -1,7 +1,8 @@
 # Stage-2 / baseline optimisation (REFERENCE.md): the prior alone, AdamW 1e-4 (0.9, 0.999),
-# wd 0, clip 1.0, constant LR after a 1-step warm-up; the paper trains to 4M steps in total.
+# wd 0, clip 1.0, constant LR after a 1-step warm-up. Budget as the official scripts: a fresh AR
+# (vq-only, baseline) trains 4M steps; ar-init, which continues stage 1's 400k, 3.6M (its configs).
 _lr = 1e-4
-_max_iters = 4_000_000 - 400_000  # 4M total minus stage 1's 400k
+_max_iters = 4_000_000
 _val_interval = 20_000
 
 _adamw = dict(type='AdamW', lr=_lr, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8)

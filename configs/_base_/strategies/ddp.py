@@ -5,7 +5,8 @@
 # One process: no wrapper at all. GPU: nccl; CPU: gloo (GearRunner starts it).
 # BatchNorm (PatchGAN's default) normalises each rank's batch with its own statistics unless the
 # experiment sets ``sync_bn = 'gear'`` (statistics over all ranks, any device: gear's
-# SyncBatchNorm) or ``'torch'`` (torch's SyncBatchNorm, GPUs only).
+# SyncBatchNorm), ``'torch'`` (torch's SyncBatchNorm, GPUs only) or ``'auto'`` (torch's on CUDA,
+# else gear's; the ImageNet recipes, as the official).
 model_wrapper_cfg = dict(
     type='GearDistributedDataParallel',
     find_unused_parameters=False,  # every phase's loss reaches all of its module's parameters

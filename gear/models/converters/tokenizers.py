@@ -11,7 +11,8 @@ The families differ in their codec's names, so a state dict says which it is:
 
 EMA: Open-MAGVIT2's and IBQ's Lightning checkpoints are read with their LitEma shadows by default
 (``prefer_ema=None``), as their own inference and the official GEAR loader read them; a GEAR or
-LlamaGen bundle gives the entry ``key`` names, else the first that holds a tokenizer.
+LlamaGen bundle gives the entry ``key`` names, else the first of ``ENTRY_KEYS`` that holds a
+tokenizer (``vq_ema`` before ``vq``).
 """
 from typing import Any, Dict, Iterator, Optional, Tuple
 
@@ -24,8 +25,10 @@ from .llamagen_vq import convert_llamagen_vq, infer_arch
 from .open_magvit2 import convert_lfq, holds_lfq, infer_lfq_arch
 
 CONVERTERS = dict(vq=convert_llamagen_vq, lfq=convert_lfq, ibq=convert_ibq)
-# Where a bundle may keep a tokenizer's state dict, in the order they are looked at.
-ENTRY_KEYS = ('state_dict', 'model', 'vq', 'vq_ema', 'ema')
+# Where a bundle may keep a tokenizer's state dict, in the order they are looked at: an official
+# GEAR bundle gives ``vq_ema`` before the live ``vq``, the official loaders' default
+# (``--vq-use-ema``, ``--use-vq-ema``).
+ENTRY_KEYS = ('state_dict', 'model', 'vq_ema', 'vq', 'ema')  # convert_tokenizer keeps the order
 
 
 def holds_vq(state_dict: Any) -> bool:
@@ -87,6 +90,8 @@ def convert_tokenizer(checkpoint: Dict[str, Any], key: Optional[str] = None,
             checkpoint with LitEma shadows (its release's default), False otherwise.
     """
     family = checkpoint_family(checkpoint, key)
+    if key is None and 'schema_version' not in checkpoint and family_of(checkpoint.get('vq_ema')):
+        key = 'vq_ema'  # an official GEAR bundle: its EMA tokenizer, the official default
     if prefer_ema is None:
         prefer_ema = key is None and is_lightning_with_ema(checkpoint)
     return family, CONVERTERS[family](checkpoint, key=key, prefer_ema=prefer_ema)

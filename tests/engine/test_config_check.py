@@ -85,6 +85,7 @@ def test_bad_distributed_settings_name_the_key(options, key):
     with pytest.raises(ConfigError, match=rf'^{key}: '):
         check_config(_tiny(**options))
     check_config(_tiny(**{'sync_bn': 'gear', 'env_cfg.dist_cfg.timeout': 60}))
+    check_config(_tiny(**{'sync_bn': 'auto'}))  # the ImageNet recipes' (torch's on CUDA)
 
 
 # --- the resolved config holds settings only; --cfg-options name keys that something reads

@@ -2,7 +2,7 @@
 # at 128 px = 8x8 tokens of VQ-16, LlamaGen GPT-B (D = 4), DINOv2 ViT-B/14 at 112 px = 8x8
 # patches, 3 seeds and the same ablations as the CPU study. bf16 (the recipes' AmpOptimWrapper).
 #   python tools/study.py configs/studies/gear_vq_b_imagenet128.py
-# Stage 0 starts from LlamaGen's released VQ-16 (checkpoints/vq_ds16_c2i.pt, see the model zoo);
+# Stage 0 starts from LlamaGen's released VQ-16 (the zoo name llamagen-vq16, see the model zoo);
 # the teacher comes from the hub or model.teachers.dinov2.weights. Budget per arm and seed on one
 # H100: stage 1 20k steps at batch 64, the fresh AR 50k steps at batch 64 (scale to taste below).
 _base_ = ['./gear_vq_tiny_fashionmnist.py']

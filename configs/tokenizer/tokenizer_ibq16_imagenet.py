@@ -9,6 +9,6 @@ model = dict(
     # TencentARC's IBQ-16 pretrain
     # (https://huggingface.co/TencentARC/IBQ-Tokenizer-16384-Pretrain, IBQ_pretrain_16384.ckpt):
     # a Lightning checkpoint, converted on load with its EMA weights; the EMA starts from them
-    init_from=[dict(checkpoint='checkpoints/IBQ_pretrain_16384.ckpt', modules=dict(tokenizer='tokenizer'))])
+    init_from=[dict(checkpoint='ibq16-pretrain', modules=dict(tokenizer='tokenizer'))])
 val_evaluator = dict(codebook_size={{_base_._tokenizer.quantizer.codebook_size}})  # 16384
 test_evaluator = val_evaluator

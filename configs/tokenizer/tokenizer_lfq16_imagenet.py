@@ -9,6 +9,6 @@ model = dict(
     # TencentARC's Open-MAGVIT2 LFQ-16 pretrain
     # (https://huggingface.co/TencentARC/Open-MAGVIT2-Tokenizer-16384-Pretrain, pretrain256_16384.ckpt):
     # a Lightning checkpoint, converted on load with its EMA weights; the EMA starts from them
-    init_from=[dict(checkpoint='checkpoints/pretrain256_16384.ckpt', modules=dict(tokenizer='tokenizer'))])
+    init_from=[dict(checkpoint='open-magvit2-lfq16', modules=dict(tokenizer='tokenizer'))])
 val_evaluator = dict(codebook_size={{_base_._tokenizer.quantizer.codebook_size}})  # 16384
 test_evaluator = val_evaluator

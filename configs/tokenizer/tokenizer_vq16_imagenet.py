@@ -8,6 +8,6 @@ model = dict(
     tokenizer={{_base_._tokenizer}},
     # LlamaGen's released VQ-16 (https://huggingface.co/FoundationVision/LlamaGen, vq_ds16_c2i.pt),
     # converted on load; the EMA starts from the same weights
-    init_from=[dict(checkpoint='checkpoints/vq_ds16_c2i.pt', modules=dict(tokenizer='tokenizer'))])
+    init_from=[dict(checkpoint='llamagen-vq16', modules=dict(tokenizer='tokenizer'))])
 val_evaluator = dict(codebook_size={{_base_._tokenizer.quantizer.codebook_size}})  # 16384
 test_evaluator = val_evaluator

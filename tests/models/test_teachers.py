@@ -179,10 +179,11 @@ def test_timm_teacher_hub_offline_names_model(monkeypatch, tmp_path):
 
 
 def test_presets_are_pretrained_timm_models():
-    assert TIMM_TEACHER_PRESETS['dinov2_vitb14'] == ('vit_base_patch14_dinov2.lvd142m', False)
-    for short, (name, zscore) in TIMM_TEACHER_PRESETS.items():
-        assert timm.is_model(name), name
-        assert timm.models.get_pretrained_cfg(name) is not None, name
-        assert zscore == (not short.startswith('dino')), short
+    assert TIMM_TEACHER_PRESETS['dinov2_vitb14'].timm_name == 'vit_base_patch14_dinov2.lvd142m'
+    for short, preset in TIMM_TEACHER_PRESETS.items():
+        assert timm.is_model(preset.timm_name), preset.timm_name
+        assert timm.models.get_pretrained_cfg(preset.timm_name) is not None, preset.timm_name
+        # the release's target spatial norm for the non-DINO teachers (train_gear.sh)
+        assert (preset.target_norm is None) == short.startswith('dino'), short
     with pytest.raises(ValueError, match='presets'):
         TimmTeacher(model_name='not_a_model')

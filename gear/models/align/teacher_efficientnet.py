@@ -124,7 +124,9 @@ class EfficientNetLite0Teacher(BaseTeacher):
                  zscore: bool = False, feature_layer: Union[str, int] = 'head',
                  arch: str = 'tf_efficientnet_lite0'):
         # input scaled to [-1, 1]: mean = std = 0.5 on [0, 1] pixels (see the module docstring)
-        super().__init__(image_size, grid_size, mean=(0.5,) * 3, std=(0.5,) * 3, zscore=zscore)
+        # gear's own teacher (not in the official release): antialiased bicubic resize, as before
+        super().__init__(image_size, grid_size, mean=(0.5,) * 3, std=(0.5,) * 3, zscore=zscore,
+                         antialias=True)
         self.model = build_efficientnet_lite0(weights, arch)
         if feature_layer == 'head':
             self.feature_dim = self.model.num_features  # 1280

@@ -25,7 +25,8 @@ from gear.registry import MODELS
 from gear.utils.checkpoint import (CheckpointError, file_sha256, load_state_dict_strict,
                                    load_weights, save_hashed_weights)
 from gear.utils.config_path import find_config
-from gear.utils.model_index import ZooEntry, cache_dir, find_entry, resolve_checkpoint
+from gear.utils.model_index import (ZooEntry, cache_dir, find_entry, resolve_checkpoint,
+                                    unknown_name_error)
 
 logger = logging.getLogger(__name__)
 TOKENIZER_FAMILIES = dict(VQTokenizer='vq', LFQTokenizer='lfq', IBQTokenizer='ibq')
@@ -34,10 +35,11 @@ TOKENIZER_FAMILY_NAMES = ('vq', 'lfq', 'ibq')
 
 def zoo_entry(name: str, want: str) -> ZooEntry:
     """The entry ``name``, checked to be a tokenizer (``want='tokenizer'``) or a generator
-    (``want='generator'``); the error names the entry, its family and stage."""
+    (``want='generator'``; ``'any'``: not checked); the error names the entry, its family and
+    stage."""
     entry = find_entry(name)
     if entry is None:
-        raise FileNotFoundError(f'{name!r} is not a model-zoo name')
+        raise unknown_name_error(name)
     is_tokenizer = entry.family in TOKENIZER_FAMILY_NAMES
     if want == 'tokenizer' and not is_tokenizer:
         raise CheckpointError(f'model-zoo entry {name!r} ({entry.filename}) is a {entry.family} '
@@ -138,6 +140,19 @@ def tokenizer_file(name: str, key: Optional[str] = None) -> Tuple[str, Optional[
     return converted_file(entry, key, lambda p, k: convert_tokenizer_file(entry, p, k)), key
 
 
+def gpt_file(name: str, key: Optional[str] = None) -> Tuple[str, Optional[str]]:
+    """(converted GPT weights file, key used) of the GPT entry ``name``."""
+    entry = zoo_entry(name, 'generator')
+    key = entry.key if key is None else key
+    return converted_file(entry, key, lambda p, k: convert_gpt_file(entry, p, k)), key
+
+
+def converted_file_of(name: str, key: Optional[str] = None) -> str:
+    """The converted gear weights file of any zoo entry (``tools/download.py --convert``)."""
+    entry = zoo_entry(name, 'any')
+    return (tokenizer_file if entry.family in TOKENIZER_FAMILY_NAMES else gpt_file)(name, key)[0]
+
+
 def _with_info(module: nn.Module, **info) -> nn.Module:
     module.zoo_info = info  # what was loaded: entry, file, key (also logged)
     logger.info('loaded %s', info)
@@ -196,13 +211,12 @@ def load_zoo_generator(name: str, key: Optional[str] = None, device: str = 'cpu'
     """
     from .loading import load_model
     entry = zoo_entry(name, 'generator')
-    key = entry.key if key is None else key
-    if not glob.glob(glob.escape(_stem(entry, key)) + '-*.pth'):  # not converted yet: look first
+    if not glob.glob(glob.escape(_stem(entry, entry.key if key is None else key)) + '-*.pth'):  # not converted yet: look first
         released = resolve_checkpoint(name)
         if 'schema_version' in read_checkpoint(released):  # a published gear stage model
             return _with_info(load_model(released, device=device), name=name, file=released,
                               key=None)
-    gpt_path = converted_file(entry, key, lambda p, k: convert_gpt_file(entry, p, k))
+    gpt_path, key = gpt_file(name, key)
     gpt = load_weights(gpt_path)
     if not entry.tokenizer:
         raise CheckpointError(f'model-zoo entry {name!r} is a bare GPT and names no '

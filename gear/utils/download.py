@@ -59,7 +59,9 @@ def verify_file(path: str, sha256: Optional[str], size: Optional[int], what: str
 
 
 def _offline_hint(entry) -> str:
-    return (f'If this machine is offline, download {entry.filename} from {entry.where} elsewhere '
+    url = entry.url or ('https://huggingface.co/{repo}/resolve/{revision}/{filename}'
+                        .format(**entry.hub))
+    return (f'If this machine is offline, download {entry.filename} from {url} elsewhere '
             f'and pass its local path instead of {entry.name!r} (e.g. '
             f"load_tokenizer('/path/to/{entry.filename}'))")
 

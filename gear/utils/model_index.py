@@ -18,6 +18,7 @@ index or metafile paths (``os.pathsep``-separated; e.g. a lab's private zoo, or 
 are cached under ``$GEAR_CACHE`` (default ``~/.cache/gear``).
 """
 import difflib
+import functools
 import os
 import os.path as osp
 from dataclasses import dataclass, field
@@ -99,6 +100,13 @@ def default_index_files() -> List[str]:
 def _read_yaml(path: str) -> dict:
     if not osp.isfile(path):
         raise ModelIndexError(f'model index file not found: {path}')
+    stat = os.stat(path)
+    return _parse_yaml(osp.abspath(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_yaml(path: str, mtime_ns: int, size: int) -> dict:
+    """A metafile's content, parsed once per version of the file (never mutated by readers)."""
     with open(path) as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):

@@ -151,8 +151,6 @@ def _parse_entry(raw: dict, path: str) -> ZooEntry:
     if sha256 is not None and (len(str(sha256)) != 64 or not all(
             c in '0123456789abcdef' for c in str(sha256))):
         raise ModelIndexError(f'{where}: SHA256 must be 64 lowercase hex digits or null')
-    if family == 'gpt' and not meta.get('Tokenizer'):
-        raise ModelIndexError(f'{where}: a GPT entry needs Metadata.Tokenizer')
     return ZooEntry(name=name, family=family, stage=stage, config=raw['Config'], hub=hub, url=url,
                     sha256=sha256, size=meta.get('Size'), key=meta.get('Key'),
                     tokenizer=meta.get('Tokenizer'), metadata=meta,

@@ -36,5 +36,6 @@ def sample(model: nn.Module, labels: Union[Sequence[int], Tensor], **settings) -
                          device=device)
 
 
-__all__ = ['SamplingSettings', 'evaluate', 'load_generator', 'load_model', 'load_tokenizer', 'publish_model',
+__all__ = ['SamplingSettings', 'evaluate', 'load_generator', 'load_model', 'load_tokenizer',
+           'publish_model',
            'sample']

@@ -37,5 +37,4 @@ def sample(model: nn.Module, labels: Union[Sequence[int], Tensor], **settings) -
 
 
 __all__ = ['SamplingSettings', 'evaluate', 'load_generator', 'load_model', 'load_tokenizer',
-           'publish_model',
-           'sample']
+           'publish_model', 'sample']

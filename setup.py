@@ -1,7 +1,8 @@
 """Install gear: ``pip install -e .`` (add ``[dev]`` for the test tools), or ``pip install .``.
 
 ``configs/`` is copied into the package as ``gear/.mim/configs`` (OpenMMLab's mim layout), so an
-installed gear finds ``configs/...`` paths from any directory (``gear.utils.config_path``).
+installed gear finds ``configs/...`` paths from any directory (``gear.utils.config_path``);
+``model-index.yml`` (the model zoo) goes to ``gear/.mim/`` beside them (``gear.utils.model_index``).
 
 The offline defaults are installed as Python packages: ST-LPIPS (perceptual loss) and the
 EfficientNet-Lite0 ImageNet weights (alignment teacher). Fashion-MNIST comes from Debian's
@@ -21,13 +22,16 @@ with open(osp.join(here, 'gear', 'version.py')) as f:
 
 
 class BuildPyWithConfigs(build_py):
-    """``build_py`` that also copies ``configs/`` to ``gear/.mim/configs`` in the build."""
+    """``build_py`` that also copies ``configs/`` (with their ``metafile.yml``) to
+    ``gear/.mim/configs`` and ``model-index.yml`` to ``gear/.mim/`` in the build."""
 
     def run(self):
         super().run()
-        target = osp.join(self.build_lib, 'gear', '.mim', 'configs')
+        mim = osp.join(self.build_lib, 'gear', '.mim')
+        target = osp.join(mim, 'configs')
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(osp.join(here, 'configs'), target)
+        shutil.copyfile(osp.join(here, 'model-index.yml'), osp.join(mim, 'model-index.yml'))
 
 
 setup(

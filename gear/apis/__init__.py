@@ -6,7 +6,9 @@
     images = G.sample(model, labels=[0, 1, 2], cfg_scale=2.0, seed=0)   # uint8 (3, H, W, 3)
     results = G.evaluate('.../final.pth', per_class=10)                  # dict of metrics
 
-``load_model`` rebuilds any stage model; the model-zoo names join these calls later.
+``load_model`` rebuilds any stage model; ``load_tokenizer`` and ``load_generator`` also take
+model-zoo names (``G.load_tokenizer("gear-vq16")``, ``G.load_generator("llamagen-c2i-l")``;
+model_zoo.md), downloaded, verified, converted and cached (``gear.apis.zoo``).
 """
 from typing import Sequence, Union
 
@@ -17,6 +19,7 @@ from gear.evaluation.sampling import SamplingSettings, sample_images
 
 from .evaluate import evaluate_checkpoint as evaluate
 from .loading import load_generator, load_model, load_tokenizer
+from .publish import publish_model
 
 
 def sample(model: nn.Module, labels: Union[Sequence[int], Tensor], **settings) -> Tensor:
@@ -33,4 +36,5 @@ def sample(model: nn.Module, labels: Union[Sequence[int], Tensor], **settings) -
                          device=device)
 
 
-__all__ = ['SamplingSettings', 'evaluate', 'load_generator', 'load_model', 'load_tokenizer', 'sample']
+__all__ = ['SamplingSettings', 'evaluate', 'load_generator', 'load_model', 'load_tokenizer',
+           'publish_model', 'sample']

@@ -134,14 +134,15 @@ def file_sha256(path: str, chunk_size: int = 1 << 22) -> str:
 
 
 def save_hashed_weights(state_dict: Dict[str, torch.Tensor], dst: str,
-                        arch: Optional[dict] = None) -> str:
+                        arch: Optional[dict] = None, extra: Optional[dict] = None) -> str:
     """Write a weights file named as released files are: ``{dst stem}-{sha256[:8]}{ext}``.
 
     The bytes are serialised once, hashed, and written atomically under the final name.
-    Returns the path written.
+    ``extra``: more top-level entries (plain containers and strings, e.g. the model zoo's
+    ``source``). Returns the path written.
     """
     buffer = io.BytesIO()
-    torch.save(dict(schema_version=SCHEMA_VERSION, arch=arch or {},
+    torch.save(dict(extra or {}, schema_version=SCHEMA_VERSION, arch=arch or {},
                     state_dict={k: v.detach().cpu().contiguous() for k, v in state_dict.items()}),
                buffer)
     data = buffer.getvalue()

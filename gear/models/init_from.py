@@ -1,7 +1,9 @@
 """Start a stage from an earlier one: the model's ``init_from`` list, applied in ``init_weights``.
 
-    init_from=[dict(checkpoint=PATH, modules={src_prefix: dst_attribute}, key=None), ...]
+    init_from=[dict(checkpoint=PATH_OR_ZOO_NAME, modules={src_prefix: dst_attribute}, key=None), ...]
 
+``checkpoint`` is a file or a model-zoo name (``model-index.yml``, e.g. ``'warmup-vq16'``:
+downloaded, checksum-verified and cached by ``gear.utils.model_index.resolve_checkpoint``).
 Each entry copies the weights under ``src_prefix`` of a checkpoint into the sub-module
 ``dst_attribute`` of the model, strictly. On the command line ``modules`` may be written
 ``src:dst[,src:dst]``, e.g. ``--cfg-options model.init_from.0.modules=tokenizer:tokenizer``. Sources are read with ``weights_only=True`` and seen
@@ -32,6 +34,8 @@ from torch import Tensor, nn
 
 from gear.utils.checkpoint import (SCHEMA_VERSION, CheckpointError, load_file,
                                    load_state_dict_strict)
+from gear.utils.download import DownloadError
+from gear.utils.model_index import resolve_checkpoint
 
 from .converters.gear_official import convert_official_bundle, is_official_bundle
 from .converters.tokenizers import convert_tokenizer
@@ -153,8 +157,12 @@ def apply_init_from(model: nn.Module, entries: List[dict], ema_of: Dict[str, str
     loaded = []
     for i, entry in enumerate(entries):
         source = f"model.init_from[{i}] ({entry['checkpoint']})"
+        try:  # a path as it is, or a model-zoo name (downloaded, verified, cached)
+            path = resolve_checkpoint(entry['checkpoint'])
+        except (FileNotFoundError, DownloadError) as e:
+            raise CheckpointError(f'model.init_from[{i}].checkpoint: {e}') from e
         teachers = getattr(model, 'teachers', None)
-        state_dict = source_state_dict(entry['checkpoint'], entry['key'],
+        state_dict = source_state_dict(path, entry['key'],
                                        list(teachers) if teachers is not None else None)
         load_submodules(model, state_dict, entry['modules'], source)
         loaded += entry['modules'].values()

@@ -201,7 +201,8 @@ def unknown_name_error(value: str) -> FileNotFoundError:
     """``FileNotFoundError`` for a value that is neither a file nor a zoo name."""
     close = suggest(value)
     hint = f'; did you mean {", ".join(repr(c) for c in close)}?' if close else ''
-    return FileNotFoundError(f'{value!r} is neither an existing file nor a model-zoo name{hint} '
+    return FileNotFoundError(f'not found: {value!r} is neither an existing file nor a model-zoo '
+                             f'name{hint} '
                              '(names: python tools/download.py --list, or model_zoo.md)')
 
 

@@ -143,3 +143,28 @@ def test_bad_bundles_are_named(stage1, tmp_path):
     new = build(STAGE1, str(path))
     with pytest.raises(CheckpointError, match='bad.pt'):
         copy.deepcopy(new).init_weights()
+
+
+def test_a_stage_starts_from_a_zoo_name(stage1, tmp_path, monkeypatch):
+    """``init_from.checkpoint`` may be a model-zoo name: the file is downloaded (here from a
+    local server, verified against the index's sha256) and read as any bundle; an unknown
+    name fails naming the key, with a suggestion."""
+    import hashlib
+
+    from ..zoo_server import ZooServer, entry, write_index
+    model, _, official, _ = stage1
+    data = open(official, 'rb').read()
+    with ZooServer() as server:
+        server.files['/gear-vq.pt'] = data
+        monkeypatch.setenv('GEAR_MODEL_INDEX', write_index(tmp_path / 'metafile.yml', [entry(
+            'test-warmup-vq', 'vq', 'warmup', STAGE1, {'URL': server.url('/gear-vq.pt')},
+            sha256=hashlib.sha256(data).hexdigest(), key='vq_ema')]))
+        monkeypatch.setenv('GEAR_CACHE', str(tmp_path / 'cache'))
+        torch.manual_seed(1)
+        new = build(STAGE1, 'test-warmup-vq')
+        new.init_weights()
+        same_weights(new.discriminator, model.discriminator.state_dict())
+        same_weights(new.tokenizer_ema.module, model.tokenizer_ema.module.state_dict())
+        with pytest.raises(CheckpointError, match=r"init_from\[0\]\.checkpoint.*test-warmup-vqq.*"
+                                                  r"test-warmup-vq"):
+            build(STAGE1, 'test-warmup-vqq').init_weights()

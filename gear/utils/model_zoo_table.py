@@ -57,7 +57,9 @@ def _reconstruction(entry: ZooEntry) -> str:
     for result in entry.results:
         m = result.get('Metrics') or {}
         if {'rFID', 'PSNR', 'SSIM'} <= set(m):
-            return f"{m['rFID']} / {m['PSNR']} / {m['SSIM']}"
+            return f"rFID {m['rFID']} / PSNR {m['PSNR']} / SSIM {m['SSIM']}"
+        if 'FID' in m:
+            return f"gFID {m['FID']} ({result.get('Source', '?').split(' (')[0]})"
     return '-'
 
 
@@ -76,7 +78,7 @@ def render_model_zoo(entries: Optional[Dict[str, ZooEntry]] = None) -> str:
     ordered: Iterable[ZooEntry] = sorted(
         entries.values(), key=lambda e: (e.family == 'gpt', e.family, STAGE_ORDER[e.stage], e.name))
     table = ['| name | family | stage | source | file | architecture | default key | tokenizer '
-             '| config | converter | rFID / PSNR / SSIM (ImageNet val) | sha256 | status in gear |',
+             '| config | converter | published (ImageNet 256) | sha256 | status in gear |',
              '|' + '---|' * 13]
     table += [_row(e) for e in ordered]
     return HEADER + '\n' + '\n'.join(table) + '\n' + FOOTER

@@ -178,3 +178,36 @@ def test_an_unknown_name_suggests_close_ones(cache):
         G.load_tokenizer('t-vqq')
     with pytest.raises(FileNotFoundError, match="did you mean 't-c2i'"):
         G.load_generator('t-c2j')
+
+
+def test_every_entry_fits_the_config_the_index_names(golden_dir):
+    """The config an entry names builds the module that entry's released file loads into: the
+    released names and shapes (``released_state_dict_shapes.json``, as meta tensors) convert and
+    load strictly into the config's tokenizer (tokenizer entries) or AR (GPT entries)."""
+    import json
+
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from gear.models.converters.llamagen_gpt import convert_llamagen_gpt
+    from gear.models.converters.tokenizers import convert_tokenizer
+    from gear.registry import AR_BACKBONES, TOKENIZERS
+    from gear.utils.model_index import load_index
+    shapes = json.loads(golden_file(golden_dir, 'released_state_dict_shapes.json').read_text())
+    release = dict(vq='VQ-16', lfq='LFQ-16', ibq='IBQ-16')
+    for name, e in load_index().items():
+        model_cfg = Config.fromfile(e.config).model
+        key = (f"LlamaGen-{e.metadata['Architecture']['size']}" if e.family == 'gpt'
+               else release[e.family])
+        released = {k: torch.empty(s, device='meta') for k, s in shapes[key]['state_dict'].items()}
+        with DefaultScope.overwrite_default_scope('gear'), torch.device('meta'):
+            if e.family == 'gpt':
+                module, sd = AR_BACKBONES.build(model_cfg.prior.ar), convert_llamagen_gpt(released)
+            else:
+                module = TOKENIZERS.build(model_cfg.tokenizer)
+                family, sd = convert_tokenizer(released)
+                assert family == e.family, name
+        try:
+            module.load_state_dict(sd, strict=True, assign=True)
+        except RuntimeError as err:
+            raise AssertionError(f'{name}: {e.config} does not fit {key}: {err}') from err

@@ -55,6 +55,8 @@ setup(
         'submitit>=1.5',
         'fvcore>=0.1.5',
         'numpy',
+        'huggingface_hub',                           # the model zoo's downloads
+        'pyyaml',                                    # model-index.yml / metafile.yml
         'pillow',
         'tensorboard',
         'matplotlib',

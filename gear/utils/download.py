@@ -10,6 +10,7 @@ Either way the sha256 (and size) the index gives is checked before the path is r
 that fails is deleted (the hub's cached blob too) and ``DownloadError`` names the entry, where
 it came from and why. ``{cache}`` is ``$GEAR_CACHE`` or ``~/.cache/gear``.
 """
+import contextlib
 import hashlib
 import logging
 import os
@@ -18,7 +19,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from typing import Optional
+from typing import Iterator, Optional
 
 logger = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -82,11 +83,8 @@ def download_url(url: str, dest: str, sha256: Optional[str] = None, size: Option
         except DownloadError as e:
             logger.warning('%s; downloading it again', e)
             os.remove(dest)
-    os.makedirs(osp.dirname(osp.abspath(dest)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(dest)}.', suffix='.part',
-                               dir=osp.dirname(osp.abspath(dest)))
-    try:
-        with os.fdopen(fd, 'wb') as f:
+    with _staged(dest) as tmp:
+        with open(tmp, 'wb') as f:
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     expected = response.headers.get('Content-Length')
@@ -109,11 +107,6 @@ def download_url(url: str, dest: str, sha256: Optional[str] = None, size: Option
             f.flush()
             os.fsync(f.fileno())
         verify_file(tmp, sha256, size, what)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
     return dest
 
 
@@ -172,15 +165,24 @@ def fetch_entry(entry) -> str:
 
 def copy_to(path: str, dest_dir: str) -> str:
     """Copy ``path`` into ``dest_dir`` atomically (``tools/download.py --dest``); returns the copy."""
-    os.makedirs(dest_dir, exist_ok=True)
     out = osp.join(dest_dir, osp.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.part', dir=dest_dir)
+    with _staged(out) as tmp:
+        shutil.copyfile(path, tmp)
+    return out
+
+
+@contextlib.contextmanager
+def _staged(dest: str) -> Iterator[str]:
+    """A temp file beside ``dest``: moved onto ``dest`` (mode 644) when the block succeeds,
+    removed when it raises, so ``dest`` is never half-written."""
+    folder = osp.dirname(osp.abspath(dest))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(dest)}.', suffix='.part', dir=folder)
     os.close(fd)
     try:
-        shutil.copyfile(path, tmp)
+        yield tmp
         os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
+        os.replace(tmp, dest)
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
-    return out

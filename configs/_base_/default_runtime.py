@@ -23,7 +23,9 @@ default_hooks = dict(
     # before RuntimeInfoHook: the step's outputs stay on the device, one sync per log window
     log_sync=dict(type='LogSyncHook'),
     rng_state=dict(type='RNGStateHook'),  # RNG states in checkpoints: exact resume
-    codebook_monitor=dict(type='CodebookMonitorHook'),  # codebook usage in the log
+    # codebook usage in the log; a window below 5 % usage is a collapse: warned about, or the
+    # run stopped with stop_on_collapse=True (min_perplexity: a fraction of K, also checkable)
+    codebook_monitor=dict(type='CodebookMonitorHook', min_usage=0.05, stop_on_collapse=False),
     export_weights=dict(type='ExportWeightsHook'),  # {work_dir}/final.pth: the next stage's input
 )
 custom_hooks = []

@@ -51,6 +51,13 @@ def test_run_writes_checkpoints_scalars_and_reconstructions(trained):
     assert glob.glob(str(trained / '*' / 'vis_data' / 'events.out.tfevents.*'))
 
 
+def test_the_shipped_config_raises_no_codebook_collapse_alarm(trained):
+    log = sorted(glob.glob(str(trained / '*' / '*.log')))[0]  # the first run's
+    with open(log) as f:
+        text = f.read()
+    assert 'codebook/tokenizer/usage' in text and 'codebook collapse' not in text
+
+
 def test_resume_continues_with_the_step_count_intact(trained):
     proc = train(trained, 6, '--resume')
     assert 'iter_4.pth' in proc.stdout + proc.stderr

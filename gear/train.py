@@ -82,6 +82,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     runner = RUNNERS.build(cfg)
     try:
         runner.train()
+    except ConfigError as e:  # found once the run meets its checkpoint (--resume)
+        sys.exit(f'config error in {args.config}: {e}')
     except Exception as e:  # a failed collective: say which rank, which operation, where
         note = describe_collective_error(e)
         if note is None:

@@ -46,6 +46,7 @@ from gear.utils.distributed import broadcast_coalesced, gathered, init_process_g
 from gear.utils.sync_batchnorm import convert_sync_batchnorm
 
 from .batch import GLOBAL_BATCH_KEY, rank_dataloader_cfg
+from .resume_check import META_KEY, check_resume, run_record
 from .zero import GearDeepSpeedWrapper, engine_dir
 
 ATOMIC_BACKEND = 'gear_atomic_local'
@@ -218,6 +219,7 @@ class GearRunner(Runner):
         DeepSpeed every rank then writes its engine shards; then rank 0 writes the whole state
         dict."""
         self.call_hook('before_save_checkpoint_all_ranks')
+        meta = dict(meta or {}, **{META_KEY: self.run_record()})
         if backend_args is None and file_client_args is None and '://' not in str(out_dir):
             backend_args = dict(backend=ATOMIC_BACKEND)
         ds = self.deepspeed_wrapper
@@ -231,9 +233,22 @@ class GearRunner(Runner):
         if ds is not None and dist.get_rank() == 0:
             prune_engine_dirs(out_dir)
 
+    def run_record(self) -> dict:
+        """What a checkpoint records of this run (gear/engine/resume_check.py)."""
+        deepspeed_cfg = self.cfg.get('deepspeed_cfg')
+        zero_stage = (deepspeed_cfg.get('zero_stage', 2)
+                      if deepspeed_cfg is not None and self.distributed else None)
+        return run_record(self.world_size, self.cfg.get(GLOBAL_BATCH_KEY), zero_stage)
+
     def resume(self, filename: str, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True, map_location='default') -> None:
-        super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
+        """mmengine's resume, refusing a checkpoint of another global batch size or strategy
+        (or world size under ZeRO) before any state is loaded (``check_resume``)."""
+        self._resuming_from = filename
+        try:
+            super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
+        finally:
+            self._resuming_from = None
         if self.deepspeed_wrapper is not None and resume_optimizer:
             self.deepspeed_wrapper.load_engines(filename)
             self.logger.info(f'Loaded the DeepSpeed engine shards from {engine_dir(filename)}')
@@ -263,6 +278,11 @@ class GearRunner(Runner):
                         revise_keys=None):
         """Load a training checkpoint into the model; strict unless asked otherwise."""
         checkpoint = load_file(filename, map_location=map_location, weights_only=False)
+        if self.__dict__.get('_resuming_from') == filename:
+            note = check_resume(checkpoint.get('meta', {}).get(META_KEY), self.run_record(),
+                                filename)
+            if note:
+                self.logger.warning(note)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) else self.model
         state_dict = checkpoint.get('state_dict', checkpoint)

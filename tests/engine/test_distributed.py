@@ -226,6 +226,32 @@ def test_zero2_resume_continues_the_trajectory(launched):
         assert_close(uninterrupted[step], resumed[step], rtol=1e-6, atol=1e-7)
 
 
+def test_resume_on_another_number_of_processes(launched, tmp_path):
+    """The 2-process DDP run's iter_2.pth resumed by one process (gear/engine/resume_check.py):
+    allowed, and step 3 trains on the same images from the same state, so it follows the
+    2-process trajectory to the tolerance two processes follow one; the ZeRO-2 run's checkpoint
+    resumed without DeepSpeed is refused naming both strategies."""
+    import shutil
+    tmp, pipeline_dir, _ = launched
+    (tmp_path / 'ddp').mkdir()
+    shutil.copy(tmp / 'traj_ddp' / 'iter_2.pth', tmp_path / 'ddp' / 'iter_2.pth')
+    one = ['tools/train.py', S1, '--resume', '--cfg-options', *trajectory_options(pipeline_dir)]
+    proc = run_tool([*one, '--work-dir', str(tmp_path / 'ddp')], env=dict(OMP_NUM_THREADS='1'))
+    assert 'written by 2 rank(s), this run has 1' in proc.stdout + proc.stderr
+    resumed = trajectory(tmp_path / 'ddp')
+    assert sorted(resumed) == [3, 4]
+    assert_close(trajectory(tmp / 'traj_ddp')[3], resumed[3], rtol=1e-4)
+    (tmp_path / 'zero').mkdir()
+    for name in ('iter_2.pth', 'iter_2.deepspeed'):
+        copy = shutil.copytree if name.endswith('.deepspeed') else shutil.copy
+        copy(tmp / 'traj_zero2' / name, tmp_path / 'zero' / name)
+    proc = run_tool([*one, 'deepspeed_cfg.zero_stage=2', '--work-dir', str(tmp_path / 'zero')],
+                    check=False)
+    assert proc.returncode != 0
+    assert 'zero_stage=2' in proc.stderr and 'zero_stage=None' in proc.stderr
+    assert not (tmp_path / 'zero' / 'iter_4.pth').exists()
+
+
 def test_reconstruction_grid_is_rank0s_shard(pipeline_two_procs):
     """Each rank validates its own shard (DefaultSampler: rank r gets images r, r + 2, ...); only
     rank 0 writes the grid, so its input row is test images 0, 2, 4, ..."""

@@ -80,7 +80,7 @@ class FrozenTokenizerAR(StageModel):
         x, cond = data['img'], data['label']
         tokens, y = self.encode(x), self.teacher_features(x)  # (B, N) long; {name: (B, N, C)}
         logs = self.prior_phase(tokens, cond, y, optim_wrapper['prior'])  # (3)
-        update_ema(self.prior_ema, self.prior)                            # (4)
+        update_ema(self.prior_ema, self.prior, optim_wrapper['prior'])  # (4)
         self.code_usage.update(tokens)
         return logs
 

@@ -84,8 +84,8 @@ class GEAR(StageModel):
             logs |= self.discriminator_phase(x, x_hat, optim_wrapper['discriminator'])       # (2)
         tokens = q.indices.detach().flatten(1)  # (B, h, w) -> (B, N): hard, no gradient
         logs |= self.prior_phase(tokens, cond, y, optim_wrapper['prior'])                    # (3)
-        update_ema(self.tokenizer_ema, self.tokenizer)                                        # (4)
-        update_ema(self.prior_ema, self.prior)
+        update_ema(self.tokenizer_ema, self.tokenizer, optim_wrapper['tokenizer'])  # (4)
+        update_ema(self.prior_ema, self.prior, optim_wrapper['prior'])
         self.code_usage.update(q.indices)
         return logs | assignment_stats(q.d, getattr(self.readout, 'tau', 1.0))
 

@@ -5,7 +5,8 @@ the functions here only compute losses or take a step on what they are given:
 - ``reconstruction_losses``: L1 + perceptual + quantizer terms + the GAN generator term;
 - ``discriminator_step``: hinge (or non-saturating) loss of D on real vs given fakes, stepped;
 - ``prior_step``: next-token CE + weighted hard-branch alignment of the prior, stepped;
-- ``update_ema``: one EMA update (ZeRO-3 parameters gathered first);
+- ``update_ema``: one EMA update on the steps the module's optimizer stepped (ZeRO-3 parameters
+  gathered first);
 - ``reconstruction_outputs``: the validation records of a tokenizer.
 """
 from typing import Dict, List, Optional
@@ -71,8 +72,13 @@ def prior_step(prior: nn.Module, tokens: Tensor, cond: Tensor, targets: Dict[str
     return prefixed('prior', losses, loss, metrics)
 
 
-def update_ema(ema: nn.Module, module: nn.Module) -> None:
-    """One EMA step of ``ema`` (an mmengine ``ExponentialMovingAverage``) towards ``module``."""
+def update_ema(ema: nn.Module, module: nn.Module, optim: Optional[OptimWrapper] = None) -> None:
+    """One EMA step of ``ema`` (an mmengine ``ExponentialMovingAverage``) towards ``module``,
+    if ``optim`` (the module's optimizer wrapper) stepped its parameters in this iteration:
+    under gradient accumulation (``accumulative_counts=N``) once per N iterations, as the
+    parameters change, not on every micro-step."""
+    if optim is not None and not optim.should_update():
+        return
     with gathered(module):  # whole parameters under ZeRO-3
         ema.update_parameters(module)
 

@@ -70,7 +70,7 @@ class TokenizerWarmup(StageModel):
         logs = self.tokenizer_phase(x, x_hat, q, optim_wrapper['tokenizer'], step)       # (1)
         if self.gan_loss.is_active(step):
             logs |= self.discriminator_phase(x, x_hat, optim_wrapper['discriminator'])   # (2)
-        update_ema(self.tokenizer_ema, self.tokenizer)                                    # (3)
+        update_ema(self.tokenizer_ema, self.tokenizer, optim_wrapper['tokenizer'])  # (3)
         self.code_usage.update(q.indices)
         return logs
 

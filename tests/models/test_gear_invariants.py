@@ -241,6 +241,30 @@ def test_both_emas_follow_a_decay_far_from_the_shipped_one():
     check_ema_decay(*run_shipped('vq', ema_decay=0.75)[:3])
 
 
+def test_under_gradient_accumulation_the_emas_update_on_optimizer_steps_only():
+    """accumulative_counts=2: the optimizers step on iterations 2 and 4; the EMAs too (their
+    step counters, and weights that stay put on iterations 1 and 3)."""
+    cfg = shipped_cfg('vq')
+    for group in GROUPS:
+        cfg.optim_wrapper[group].accumulative_counts = 2
+    MessageHub.get_instance('gear-invariants-accumulation')
+    torch.manual_seed(0)
+    m = MODELS.build(cfg.model).train()
+    optim = build_optim_wrapper(m, copy.deepcopy(cfg.optim_wrapper))
+    rec = PhaseRecorder(m, optim)
+    g = torch.Generator().manual_seed(1)
+    batch = dict(img=torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, label=torch.tensor([3, 7]))
+    counts = []
+    for it in range(4):
+        rec.train_step(batch, optim, it)
+        counts.append((int(m.tokenizer_ema.steps), int(m.prior_ema.steps)))
+    assert [step['order'] for step in rec.steps] == [[], list(GROUPS), [], list(GROUPS)]
+    assert counts == [(0, 0), (1, 1), (1, 1), (2, 2)]
+    for group in ('tokenizer', 'prior'):  # iteration 3 stepped nothing: the EMAs did not move
+        assert all(torch.equal(a, b) for a, b in zip(rec.steps[1]['ema'][group],
+                                                      rec.steps[2]['ema'][group]))
+
+
 # ---------------------------------------------------------------- components, on TINY_GEAR
 @pytest.fixture(scope='module')
 def built():

@@ -322,7 +322,7 @@ def test_skip_corrupt_returns_the_next_readable_item_logs_and_counts(tmp_path):
     assert len(clean.corrupt) == 4  # met again, not counted again
     text = log.read_text()
     for k in (1, 2, 5, 7):
-        assert f'skip_corrupt skipped' in text and str(paths[k]) in text
+        assert 'skip_corrupt skipped' in text and str(paths[k]) in text
     assert 'item 2 (asked for item 1)' in text and 'limit skip_corrupt.max_files=5' in text
     assert 'this one counted before' in text and 'the main process' in text
 

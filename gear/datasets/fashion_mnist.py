@@ -1,8 +1,12 @@
 """Fashion-MNIST read from the standard idx files (the Debian package ``dataset-fashion-mnist``).
 
 The four files ``{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (``.gz`` or uncompressed) are
-parsed with numpy, checked (magic numbers, dimensions, sizes, image/label counts) and held in
-memory as one ``uint8`` array (60000 x 28 x 28 is 47 MB). An item starts as
+read whole and checked when the dataset is built, before training starts: a file that does not
+decompress (truncated, bit rot), a magic number of another data type or number of dimensions
+(the idx "mode": Fashion-MNIST is unsigned bytes, images 3-D and 28 x 28, labels 1-D), a size
+other than the header's dimensions, image and label counts that differ, or a label outside
+0..9 raises ``ValueError`` naming the file. The images are held in memory as one ``uint8``
+array (60000 x 28 x 28 is 47 MB). An item starts as
 ``dict(img=uint8 (28, 28), label=int)`` and goes through the dataset's ``pipeline`` of registered
 transforms (default: :func:`fashion_mnist_pipeline`).
 """
@@ -22,6 +26,9 @@ CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shi
            'Bag', 'Ankle boot')
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 _PREFIX = {'train': 'train', 'test': 't10k'}
+# The idx data type codes (byte 2 of the magic number); Fashion-MNIST holds unsigned bytes.
+_IDX_TYPES = {0x08: 'uint8', 0x09: 'int8', 0x0B: 'int16', 0x0C: 'int32', 0x0D: 'float32',
+              0x0E: 'float64'}
 _HOW_TO_GET = ("install it with `apt-get install dataset-fashion-mnist` (files land in "
                "/usr/share/datasets/fashion-mnist), or set data_root to a folder holding "
                "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
@@ -41,6 +48,15 @@ def find_idx_file(data_root: str, name: str) -> str:
                             f'{_HOW_TO_GET}')
 
 
+def _describe(magic: int) -> str:
+    """The idx magic number's meaning: bytes 0-1 zero, byte 2 the data type, byte 3 the number of
+    dimensions (Fashion-MNIST: type 0x08, unsigned bytes; images 3-D, labels 1-D)."""
+    if magic >> 16:
+        return 'not an idx header: its first two bytes are not zero'
+    code, ndim = (magic >> 8) & 0xFF, magic & 0xFF
+    return f'{_IDX_TYPES.get(code, f"unknown type 0x{code:02x}")}, {ndim}-D'
+
+
 def read_idx(path: str, magic: int, ndim: int) -> np.ndarray:
     """Parse an idx file of unsigned bytes; ``ValueError`` naming ``path`` when it is corrupt."""
     try:
@@ -55,8 +71,9 @@ def read_idx(path: str, magic: int, ndim: int) -> np.ndarray:
                          f'{header}-byte header')
     found = int.from_bytes(data[:4], 'big')
     if found != magic:
-        raise ValueError(f'corrupt idx file {path}: magic number {found}, expected {magic} '
-                         f'({"images" if magic == IMAGES_MAGIC else "labels"})')
+        raise ValueError(f'corrupt idx file {path}: magic number {found} ({_describe(found)}), '
+                         f'expected {magic} ({_describe(magic)}: '
+                         f'{"images" if magic == IMAGES_MAGIC else "labels"})')
     dims = tuple(int(d) for d in np.frombuffer(data, dtype='>u4', count=ndim, offset=4))
     expected = int(np.prod(dims))
     if len(data) - header != expected:

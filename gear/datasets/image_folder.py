@@ -3,8 +3,17 @@
 An item starts as ``dict(img_path=..., label=...)`` and goes through the dataset's ``pipeline``
 of registered transforms (:mod:`gear.datasets.transforms`, mmcv's); without a ``pipeline`` the
 dataset uses :func:`imagenet_pipeline`: PIL RGB load, short side to ``resolution`` (PIL bicubic),
-a square crop, on ImageNet's train split a random crop and flip. Images are read in
-``__getitem__``; an unreadable file raises ``OSError`` naming it.
+a square crop, on ImageNet's train split a random crop and flip.
+
+Corrupt data is found as early as a cheap check allows, and named. When the dataset is built
+(no image is decoded): a missing split folder, an ImageNet class folder without images, a split
+whose class folders differ from the ``train`` split's beside it (its labels would not match),
+and empty (0-byte) files. When an item is read: any file that cannot be read as an 8-bit RGB
+image (:class:`~.transforms.UnreadableImageError`, naming the file; the pipeline adds the item
+index). Errors raised in DataLoader workers reach the main process with their message (torch
+re-raises them with the original traceback as text), so the file is named there too. The
+opt-in ``skip_corrupt`` policy (:mod:`.skip_corrupt`) skips unreadable files instead, up to a
+limit.
 """
 import os
 import re
@@ -15,7 +24,9 @@ from torch.utils.data import Dataset
 from gear.registry import DATASETS
 
 from .pipeline import build_pipeline, check_packed, run_pipeline
-from .utils import list_images
+from .skip_corrupt import CorruptFiles, skip_corrupt_error
+from .transforms import UnreadableImageError
+from .utils import empty_files, list_images
 
 _IMAGENET_LAYOUT = ('expected the ImageNet layout data_root/{split}/{wnid}/*.JPEG (one folder per '
                     'class, any common image extension), e.g. data_root/train/n01440764/'
@@ -51,17 +62,81 @@ def _check_resolution(resolution) -> int:
     return int(resolution)
 
 
+def _check_same_classes(data_root: str, split: str, classes: Sequence[str]) -> None:
+    """A split other than ``train`` has the class folders of ``data_root/train`` (when that
+    exists): labels are positions in the sorted folder list, so one missing or extra folder
+    would shift the labels of every class after it away from the ones the model trained on."""
+    train = os.path.join(data_root, 'train')
+    if split == 'train' or not os.path.isdir(train):
+        return
+    with os.scandir(train) as it:
+        expected = {e.name for e in it if e.is_dir()}
+    root = os.path.join(data_root, split)
+    missing, extra = sorted(expected - set(classes)), sorted(set(classes) - expected)
+    if missing:
+        raise FileNotFoundError(
+            f'{len(missing)} class folder(s) of {train} missing from {root}: '
+            f'{", ".join(os.path.join(root, m) for m in missing[:5])}'
+            f'{" ..." if len(missing) > 5 else ""}; labels are positions in the sorted folder '
+            'list, so every label after the gap would not match training')
+    if extra:
+        raise ValueError(
+            f'{len(extra)} class folder(s) of {root} not in {train}: '
+            f'{", ".join(os.path.join(root, m) for m in extra[:5])}'
+            f'{" ..." if len(extra) > 5 else ""}; labels are positions in the sorted folder list, '
+            'so its labels would not match training')
+
+
 class _PipelineFolder(Dataset):
-    """``samples`` of ``(path, label)`` through ``self.pipeline``; shared by the two datasets."""
+    """``samples`` of ``(path, label)`` through ``self.pipeline``, with the corrupt-file policy
+    (:mod:`.skip_corrupt`); shared by the two datasets."""
+
+    @staticmethod
+    def config_error(skip_corrupt: Optional[dict] = None, **_) -> Optional[str]:
+        """What is wrong with this config (the key, relative to the dataset, first), or None.
+        ``gear.engine.config_check`` calls this before anything is built."""
+        return skip_corrupt_error(skip_corrupt)
+
+    def _corrupt_policy(self, folder: str, skip_corrupt: Optional[dict]) -> None:
+        """``self.corrupt``: None (unreadable files are errors) or the skipped-file count."""
+        self.owner = f'{type(self).__name__}({folder})'
+        self.corrupt = None if skip_corrupt is None else CorruptFiles(self.owner, skip_corrupt)
+
+    def _set_samples(self, samples: List[tuple]) -> None:
+        """``self.samples``: ``samples`` once no file is empty (with ``skip_corrupt``: without
+        the empty files). Only sizes are read, not images."""
+        empty = empty_files(p for p, _ in samples)
+        if empty and self.corrupt is None:
+            shown = ', '.join(empty[:5]) + (f' and {len(empty) - 5} more' if len(empty) > 5 else '')
+            raise UnreadableImageError(
+                f'{self.owner}: {len(empty)} empty (0-byte) image file(s): {shown}; an '
+                'interrupted copy or extraction leaves these: restore them, or set '
+                'skip_corrupt=dict(max_files=N) to skip up to N unreadable files')
+        self.samples = samples if self.corrupt is None else self.corrupt.drop_empty(samples, empty)
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, idx: int) -> dict:
+    def _read(self, idx: int) -> dict:
         path, label = self.samples[idx]
         what = f'{type(self).__name__} item {idx} ({path})'
         item = run_pipeline(self.pipeline, dict(img_path=path, label=label, sample_idx=idx), what)
         return check_packed(item, self.resolution, what)
+
+    def __getitem__(self, idx: int) -> dict:
+        if self.corrupt is None:
+            return self._read(idx)
+        n = len(self)
+        if not -n <= idx < n:
+            raise IndexError(f'index {idx} out of range for {self.owner} of length {n}')
+        for step in range(n):  # the next item that reads: a function of idx alone
+            j = (idx + step) % n
+            try:
+                return self._read(j)
+            except UnreadableImageError as e:
+                instead = f' (asked for item {idx % n})' if step else ''
+                self.corrupt.skip(self.samples[j][0], str(e), f'item {j}{instead}')
+        raise RuntimeError(f'{self.owner}: none of its {n} files can be read')
 
 
 @DATASETS.register_module()
@@ -87,15 +162,22 @@ class ImageNetFolder(_PipelineFolder):
         hflip: random horizontal flip (p=0.5) on the train split (default True); only without
             ``pipeline``.
         num_samples: use only the first ``num_samples`` images in (class, file name) order (all
-            when ``None``).
+            when ``None``); counted before ``skip_corrupt`` drops empty files.
         pipeline: transform configs applied to ``dict(img_path, label, sample_idx)``, ending in
             ``PackGearInputs`` (default: :func:`imagenet_pipeline`).
+        skip_corrupt: ``None`` (default): an unreadable file is an error naming it;
+            ``dict(max_files=N)``: skip unreadable files (another item is returned, the same
+            for the same index), logging each, until one dataset copy (the main process's or a
+            DataLoader worker's) has met more than ``N`` distinct ones (:mod:`.skip_corrupt`).
     """
 
     def __init__(self, data_root: str, split: str = 'train', resolution: int = 256,
                  random_crop: Optional[bool] = None, hflip: Optional[bool] = None,
-                 num_samples: Optional[int] = None, pipeline: Optional[Sequence[dict]] = None):
+                 num_samples: Optional[int] = None, pipeline: Optional[Sequence[dict]] = None,
+                 skip_corrupt: Optional[dict] = None):
         self.data_root, self.split = data_root, split
+        root = os.path.join(data_root, split)
+        self._corrupt_policy(root, skip_corrupt)
         self.resolution = _check_resolution(resolution)
         self.train = split == 'train'
         if pipeline is not None and (random_crop is not None or hflip is not None):
@@ -103,7 +185,6 @@ class ImageNetFolder(_PipelineFolder):
                              'with pipeline given, put RandomCrop / RandomHFlip in it instead')
         self.random_crop = True if random_crop is None else bool(random_crop)
         self.hflip = True if hflip is None else bool(hflip)
-        root = os.path.join(data_root, split)
         if not os.path.isdir(root):
             raise FileNotFoundError(f'ImageNet split folder {root} does not exist; '
                                     f'{_IMAGENET_LAYOUT}')
@@ -111,16 +192,17 @@ class ImageNetFolder(_PipelineFolder):
             classes = sorted(e.name for e in it if e.is_dir())
         if not classes:
             raise FileNotFoundError(f'no class folders in {root}; {_IMAGENET_LAYOUT}')
-        self.samples = []
+        _check_same_classes(data_root, split, classes)
+        samples = []
         for label, wnid in enumerate(classes):
-            for path in list_images(os.path.join(root, wnid)):
-                self.samples.append((path, label))
-        if not self.samples:
-            raise FileNotFoundError(f'no image files in the class folders of {root}; '
-                                    f'{_IMAGENET_LAYOUT}')
+            paths = list_images(os.path.join(root, wnid))
+            if not paths:
+                raise FileNotFoundError(
+                    f'class folder {os.path.join(root, wnid)} (label {label}) has no image files '
+                    f'(an interrupted extraction leaves these); {_IMAGENET_LAYOUT}')
+            samples += [(path, label) for path in paths]
         num_samples = _check_num_samples(num_samples)
-        if num_samples is not None:
-            self.samples = self.samples[:num_samples]
+        self._set_samples(samples if num_samples is None else samples[:num_samples])
         self.metainfo = dict(classes=tuple(classes))
         if pipeline is None:
             pipeline = imagenet_pipeline(self.train, self.random_crop, self.hflip)
@@ -148,12 +230,15 @@ class ImageFolder(_PipelineFolder):
         classes: optional class names, stored in ``metainfo['classes']``.
         pipeline: transform configs applied to ``dict(img_path, label, sample_idx)``, ending in
             ``PackGearInputs`` (default: ``imagenet_pipeline(train=False)``).
+        skip_corrupt: ``None`` (default) or ``dict(max_files=N)``, as for
+            :class:`ImageNetFolder`.
     """
 
     def __init__(self, data_root: str, resolution: int = 32, label_from: str = 'filename',
                  num_samples: Optional[int] = None, pattern: Optional[str] = None,
                  classes: Optional[Sequence[str]] = None,
-                 pipeline: Optional[Sequence[dict]] = None):
+                 pipeline: Optional[Sequence[dict]] = None, skip_corrupt: Optional[dict] = None):
+        self._corrupt_policy(data_root, skip_corrupt)
         if label_from not in ('filename', 'none'):
             raise ValueError(f"label_from must be 'filename' or 'none', got {label_from!r}")
         self.data_root, self.label_from = data_root, label_from
@@ -167,7 +252,7 @@ class ImageFolder(_PipelineFolder):
         num_samples = _check_num_samples(num_samples)
         if num_samples is not None:
             paths = paths[:num_samples]
-        self.samples = [(p, self._label_of(p)) for p in paths]
+        self._set_samples([(p, self._label_of(p)) for p in paths])
         self.metainfo = dict(classes=tuple(classes)) if classes is not None else dict()
         self.pipeline = build_pipeline(imagenet_pipeline(train=False) if pipeline is None
                                        else pipeline, self.resolution, 'ImageFolder')

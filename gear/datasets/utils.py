@@ -1,7 +1,7 @@
-"""Listing image files in a folder, shared by gear's folder datasets."""
+"""Listing image files in a folder and finding the empty ones, shared by gear's folder datasets."""
 import os
 from fnmatch import fnmatch
-from typing import List, Optional
+from typing import Iterable, List, Optional
 
 #: File extensions recognised as images (compared case-insensitively).
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
@@ -27,3 +27,8 @@ def list_images(folder: str, pattern: Optional[str] = None) -> List[str]:
     else:
         names = [n for n in names if fnmatch(n, pattern)]
     return [os.path.join(folder, n) for n in sorted(names)]
+
+
+def empty_files(paths: Iterable[str]) -> List[str]:
+    """The paths among ``paths`` whose file is empty (0 bytes): one ``stat`` each, no read."""
+    return [p for p in paths if os.path.getsize(p) == 0]

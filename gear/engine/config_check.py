@@ -9,7 +9,9 @@ are merged.
 
 Checked by :func:`check_config`: every ``type`` resolves in some registry; every key of a typed dict is an argument of
 that class (unless it takes ``**kwargs``) or one of its ``builder_args``; model and dataset
-components get every required argument; the data resolution is a multiple of the tokenizer's downsampling factor;
+components get every required argument; a dataset's own ``config_error`` passes (the folder
+datasets' ``skip_corrupt``); the data resolution is a multiple of the tokenizer's downsampling
+factor;
 ``sync_bn`` and ``env_cfg.dist_cfg.timeout`` have usable values; the batch is given as
 ``global_batch_size`` alone (the runner derives the per-rank ``train_dataloader.batch_size``).
 """
@@ -141,6 +143,19 @@ def _check_tokenizer(tokenizer_cfg: Optional[dict]) -> None:
         raise ConfigError(f'model.tokenizer.{error}')
 
 
+def _check_datasets(cfg_dict: dict) -> None:
+    """A dataset's arguments that its class's own ``config_error`` checks (e.g. the folder
+    datasets' ``skip_corrupt``), before anything is built or read."""
+    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = (cfg_dict.get(split) or {}).get('dataset')
+        if not isinstance(dataset, dict) or not isinstance(dataset.get('type'), str):
+            continue
+        check = getattr(_lookup(dataset['type']), 'config_error', None)
+        error = check(**{k: v for k, v in dataset.items() if k != 'type'}) if check else None
+        if error:
+            raise ConfigError(f'{split}.dataset.{error}')
+
+
 def _check_distributed(cfg_dict: dict) -> None:
     """``sync_bn`` names an implementation; ``env_cfg.dist_cfg.timeout`` is a positive number."""
     sync_bn = cfg_dict.get('sync_bn')
@@ -188,6 +203,7 @@ def check_config(cfg: Config) -> None:
         _check_arguments(path, node, obj)
     _check_distributed(cfg_dict)
     _check_batch(cfg_dict)
+    _check_datasets(cfg_dict)
     _check_tokenizer(cfg_dict['model'].get('tokenizer'))
     factor = _downsample_factor(cfg_dict['model'].get('tokenizer'))
     if factor:

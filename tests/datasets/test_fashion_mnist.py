@@ -137,7 +137,7 @@ def test_valid_small_files_gz_and_plain(tmp_path, gz):
 @pytest.mark.parametrize('gz', [True, False])
 def test_bad_magic(tmp_path, gz):
     _write(tmp_path, img_magic=2049, gz=gz)
-    with pytest.raises(ValueError, match='magic number 2049, expected 2051') as e:
+    with pytest.raises(ValueError, match=r'magic number 2049 \(uint8, 1-D\), expected 2051') as e:
         FashionMNIST(str(tmp_path))
     assert 'train-images-idx3-ubyte' in str(e.value)
 
@@ -168,3 +168,90 @@ def test_count_mismatch(tmp_path):
 def test_bad_split():
     with pytest.raises(ValueError, match="'train' or 'test'"):
         FashionMNIST(ROOT, split='val')
+
+
+# --- corrupt copies of the real files: each an error naming the file, when the dataset is built --
+
+REAL = {'images': 't10k-images-idx3-ubyte.gz', 'labels': 't10k-labels-idx1-ubyte.gz'}
+
+
+def _real_copy(tmp_path, which, edit, decompress=False):
+    """A test-split folder holding the real files, ``which`` of them rewritten by ``edit``
+    (bytes -> bytes) and the other linked to the original; returns the rewritten file. With
+    ``decompress``, ``edit`` gets the idx bytes and the file is written uncompressed (the
+    dataset reads both forms)."""
+    for name in REAL.values():
+        (tmp_path / name).symlink_to(os.path.join(ROOT, name))
+    path = tmp_path / REAL[which]
+    data = path.read_bytes()
+    path.unlink()
+    if decompress:
+        path = path.with_suffix('')  # t10k-...-ubyte
+        data = gzip.decompress(data)
+    path.write_bytes(edit(data))
+    return path
+
+
+@needs_data
+@pytest.mark.parametrize('cut', [10, 1_000_000, -4], ids=['gzip-header', 'middle', 'crc-trailer'])
+def test_truncated_real_gz_names_the_file(tmp_path, cut):
+    path = _real_copy(tmp_path, 'images', lambda data: data[:cut])
+    with pytest.raises(ValueError, match='cannot decompress/read it') as e:
+        FashionMNIST(str(tmp_path), split='test')
+    assert f'corrupt idx file {path}' in str(e.value)
+
+
+@needs_data
+def test_bit_rot_in_real_gz_names_the_file(tmp_path):
+    def flip(data):
+        k = len(data) // 2
+        return data[:k] + bytes([data[k] ^ 0xFF]) + data[k + 1:]
+
+    path = _real_copy(tmp_path, 'images', flip)
+    with pytest.raises(ValueError, match='cannot decompress/read it') as e:
+        FashionMNIST(str(tmp_path), split='test')
+    assert f'corrupt idx file {path}' in str(e.value)
+
+
+@needs_data
+@pytest.mark.parametrize('which,count,found', [('images', 10001, '7840000'),
+                                               ('labels', 9999, '10000')])
+def test_header_count_not_the_data_names_the_file(tmp_path, which, count, found):
+    """A header that promises one item more (images) or fewer (labels) than the file holds."""
+    path = _real_copy(tmp_path, which, lambda raw: raw[:4] + struct.pack('>I', count) + raw[8:],
+                      decompress=True)
+    with pytest.raises(ValueError, match='truncated or padded') as e:
+        FashionMNIST(str(tmp_path), split='test')
+    assert f'corrupt idx file {path}' in str(e.value) and f'found {found}' in str(e.value)
+
+
+@needs_data
+def test_fewer_labels_than_images_names_both_files(tmp_path):
+    path = _real_copy(tmp_path, 'labels', lambda raw: struct.pack('>II', 2049, 9999)
+                      + raw[8:8 + 9999], decompress=True)
+    with pytest.raises(ValueError, match='holds 10000 images but') as e:
+        FashionMNIST(str(tmp_path), split='test')
+    assert str(path) in str(e.value) and str(tmp_path / REAL['images']) in str(e.value)
+
+
+@needs_data
+@pytest.mark.parametrize('magic,mode', [(0x00000D03, 'float32, 3-D'), (0x00000804, 'uint8, 4-D'),
+                                        (0x1F8B0803, 'not an idx header: its first two bytes '
+                                                     'are not zero')])
+def test_images_of_another_mode_name_the_file_and_mode(tmp_path, magic, mode):
+    """Fashion-MNIST's "wrong mode": an idx file of another data type or number of dimensions
+    (float32 pixels, an extra channel axis), or no idx header at all (a file gzipped twice)."""
+    path = _real_copy(tmp_path, 'images', lambda raw: struct.pack('>I', magic) + raw[4:],
+                      decompress=True)
+    with pytest.raises(ValueError, match=f'magic number {magic} \\({mode}\\), expected 2051 '
+                                         r'\(uint8, 3-D: images\)') as e:
+        FashionMNIST(str(tmp_path), split='test')
+    assert f'corrupt idx file {path}' in str(e.value)
+
+
+@needs_data
+def test_labels_out_of_range_name_the_file(tmp_path):
+    path = _real_copy(tmp_path, 'labels', lambda raw: raw[:-1] + bytes([10]), decompress=True)
+    with pytest.raises(ValueError, match='label 10 out of range 0..9') as e:
+        FashionMNIST(str(tmp_path), split='test')
+    assert str(path) in str(e.value)

@@ -88,6 +88,25 @@ def test_bad_distributed_settings_name_the_key(options, key):
     check_config(_tiny(**{'sync_bn': 'auto'}))  # the ImageNet recipes' (torch's on CUDA)
 
 
+IMAGENET = osp.join(REPO, 'configs/tokenizer/tokenizer_vq16_imagenet.py')  # ImageNetFolder
+
+
+@pytest.mark.parametrize('value, key', [
+    ({'max_file': 3}, 'skip_corrupt.max_file'), (True, 'skip_corrupt'),
+    ({}, 'skip_corrupt.max_files'), ({'max_files': -1}, 'skip_corrupt.max_files'),
+    ({'max_files': '100'}, 'skip_corrupt.max_files')])
+def test_a_bad_skip_corrupt_names_the_key(value, key):
+    cfg = read_config(IMAGENET, {'val_dataloader.dataset.skip_corrupt': value})
+    with pytest.raises(ConfigError, match=rf'^val_dataloader\.dataset\.{key}: .*'
+                                          r'give skip_corrupt=dict\(max_files=N\)'):
+        check_config(cfg)
+
+
+def test_skip_corrupt_from_the_command_line_passes():
+    check_config(read_config(IMAGENET, {'train_dataloader.dataset.skip_corrupt.max_files': 100}))
+    check_config(read_config(IMAGENET, {'train_dataloader.dataset.skip_corrupt': None}))
+
+
 # --- the resolved config holds settings only; --cfg-options name keys that something reads
 
 @pytest.mark.parametrize('path', EXPERIMENTS, ids=[osp.relpath(p, REPO) for p in EXPERIMENTS])

@@ -1,5 +1,6 @@
 """tools/train.py end to end on real Fashion-MNIST: outputs, resume, and errors before training."""
 import glob
+import os
 import os.path as osp
 
 import pytest
@@ -91,6 +92,26 @@ def test_missing_data_names_the_path(tmp_path):
                  check=False)
     assert proc.returncode != 0
     assert '/nonexistent/fmnist' in proc.stderr and 'dataset-fashion-mnist' in proc.stderr
+
+
+def test_truncated_data_fails_before_the_first_step_naming_the_file(tmp_path, fashion_mnist_root):
+    """The real train images, cut short (an interrupted copy): the dataset reads and checks the
+    whole file when it is built, so the run stops before step 1, naming the file."""
+    data = tmp_path / 'fashion-mnist'
+    data.mkdir()
+    for name in os.listdir(fashion_mnist_root):
+        (data / name).symlink_to(osp.join(fashion_mnist_root, name))
+    bad = data / 'train-images-idx3-ubyte.gz'
+    full = bad.read_bytes()
+    bad.unlink()
+    bad.write_bytes(full[:len(full) // 2])
+    work_dir = tmp_path / 'work'
+    proc = train(work_dir, 2, options=[f'train_dataloader.dataset.data_root={data}',
+                                       f'val_dataloader.dataset.data_root={data}'], check=False)
+    assert proc.returncode != 0
+    assert f'corrupt idx file {bad}: cannot decompress/read it' in proc.stderr
+    assert not glob.glob(str(work_dir / '*.pth'))
+    assert not [r for r in scalars(work_dir) if 'step' in r]  # no step, no validation either
 
 
 def test_stage1_resume_does_not_need_the_stage0_file(trained, tmp_path):

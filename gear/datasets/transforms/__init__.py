@@ -4,8 +4,8 @@ A dataset's ``pipeline`` is a list of transform configs resolved in ``gear.regis
 whose parent is mmengine's registry, so mmcv's transforms (``CenterCrop``, ``Pad``, ...) are
 available by name next to these:
 
-- :class:`LoadRGBImage`: mmcv's ``LoadImageFromFile`` decoding with PIL as RGB, naming the file
-  that cannot be read.
+- :class:`LoadRGBImage`: mmcv's ``LoadImageFromFile`` decoding with PIL as RGB; a file that
+  cannot be read raises :class:`UnreadableImageError` naming it.
 - :class:`ResizeShortSide`: short side to a size with ``mmcv.imresize`` (PIL bicubic by default).
 - :class:`RandomCrop`, :class:`RandomHFlip`: drawn from the ``torch`` RNG (mmcv's ``RandomFlip``
   draws from numpy's).
@@ -18,8 +18,9 @@ same seed gives the same pixels.
 """
 from .formatting import PackGearInputs, to_signed_tensor
 from .geometric import CenterPad, ResizeShortSide, SquareCenterCrop, TorchResize
-from .loading import LoadRGBImage
+from .loading import LoadRGBImage, UnreadableImageError
 from .augment import RandomCrop, RandomHFlip
 
 __all__ = ['CenterPad', 'LoadRGBImage', 'PackGearInputs', 'RandomCrop', 'RandomHFlip',
-           'ResizeShortSide', 'SquareCenterCrop', 'TorchResize', 'to_signed_tensor']
+           'ResizeShortSide', 'SquareCenterCrop', 'TorchResize', 'UnreadableImageError',
+           'to_signed_tensor']

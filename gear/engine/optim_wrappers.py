@@ -10,7 +10,10 @@ its own) they behave exactly as mmengine's.
 The non-finite watchdog (gear/engine/nonfinite.py) sets ``nonfinite_policy``: then the norm is
 computed even without ``clip_grad`` (foreach, on the device, no sync), and under
 ``policy='skip'`` a group whose norm is not finite does not step (one host sync per group per
-step, as torch's ``GradScaler``): its gradients are dropped by ``update_params``' ``zero_grad``.
+step, as torch's ``GradScaler``): its gradients are dropped by ``update_params``' ``zero_grad``
+and the persistent floating-point buffers of the module it steps (BatchNorm running statistics,
+updated by the step's forward) are put back as they were when the step's first
+``optim_context`` was entered (a device copy per step, ``policy='skip'`` only).
 
 - ``GearOptimWrapper``: ``OptimWrapper`` + the deferred grad norm.
 - ``GearAmpOptimWrapper``: bf16 autocast inside ``optim_context`` on any device (CPU too), no
@@ -61,6 +64,15 @@ class DeferredGradNormMixin:
         outcomes, self._skip_outcomes = getattr(self, '_skip_outcomes', []), []
         return outcomes
 
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        """``policy='skip'``: the first context of a step keeps the module's buffers."""
+        if (self.nonfinite_policy is not None and self.nonfinite_policy.skips
+                and getattr(self, '_buffers_before', None) is None):
+            self._buffers_before = [(b, b.detach().clone()) for b in persistent_buffers(model)]
+        with super().optim_context(model):
+            yield
+
     def _params_with_grad(self) -> List[Tensor]:
         return [p for group in self.optimizer.param_groups for p in group['params']
                 if p.requires_grad and p.grad is not None]
@@ -93,6 +105,7 @@ class DeferredGradNormMixin:
             if params:
                 self._push_grad_norm(total_grad_norm(params))
         norms = getattr(self, '_pending_grad_norms', [])
+        buffers_before, self._buffers_before = getattr(self, '_buffers_before', None), None
         if self.nonfinite_policy.skips and len(norms) > before:
             if not bool(torch.isfinite(norms[-1])):  # the one host sync of policy='skip'
                 self.nonfinite_in_a_row += 1
@@ -100,9 +113,20 @@ class DeferredGradNormMixin:
                 self.nonfinite_skips += int(within)
                 self._skip_outcomes = getattr(self, '_skip_outcomes', [])
                 self._skip_outcomes.append('skipped' if within else 'refused')
+                with torch.no_grad():
+                    for buffer, kept in buffers_before or ():
+                        buffer.copy_(kept)
                 return  # no optimizer step (refused: the run stops); update_params drops the grads
             self.nonfinite_in_a_row = 0
         self.optimizer.step(**kwargs)
+
+
+def persistent_buffers(module: nn.Module) -> List[Tensor]:
+    """The floating-point buffers a state dict saves (running statistics; not constants
+    registered with ``persistent=False``)."""
+    return [b for m in module.modules() for name, b in m._buffers.items()
+            if b is not None and b.is_floating_point()
+            and name not in m._non_persistent_buffers_set]
 
 
 def total_grad_norm(params: List[Tensor]) -> Tensor:

@@ -11,6 +11,8 @@ as a user types it; the others call the same entry (``gear.train``) in this proc
 saves the ~7 s of imports each.
 """
 import glob
+import importlib.util
+import json
 import os.path as osp
 import re
 
@@ -24,7 +26,7 @@ from gear.pipeline.chain import _check_stage, load_pipeline
 from gear.registry import RUNNERS
 from gear.train import build_parser, load_config, main
 
-from ..conftest import PIPELINE, run_tool
+from ..conftest import PIPELINE, REPO, run_tool
 from .test_log_sync import StepMarker, SyncCounter
 
 S0 = 'configs/tokenizer/tokenizer_vq_tiny_fashionmnist.py'
@@ -131,16 +133,19 @@ def test_a_nonfinite_state_is_never_saved_nor_exported(tmp_path, fashion_mnist_r
 
 def test_stage1_names_the_prior_group(sync_runs, tmp_path):
     """GEAR's prior alignment term made infinite: the prior group, at step 1, is named; the
-    log window (4 steps) ends at step 4, the state at the stop."""
+    log window (4 steps) ends at step 4, the state at the stop. The prior has no clip_grad
+    here: its gradient norm is computed for the watchdog all the same."""
     final = sync_runs['nonfinite.policy=stop'][1] / 'final.pth'  # a finite stage-0 export
     with pytest.raises(NonFiniteError) as e:
         main([S1, '--work-dir', str(tmp_path), '--cfg-options', *FAST,
               f'model.init_from.0.checkpoint={final}', 'model.lambda_ar=inf',
+              'optim_wrapper.prior.clip_grad=None',
               'train_cfg.max_iters=8', 'default_hooks.logger.interval=4',
               'default_hooks.checkpoint.interval=100'])
     err = e.value
     assert (err.step, err.group, err.key, err.stop_step) == (1, 'prior', 'prior/loss_align', 4)
-    assert str(err).startswith("step 1: prior/loss_align is inf (optimizer group 'prior')")
+    assert str(err).startswith("step 1: prior/loss_align is inf (optimizer group 'prior'); "
+                               'also non-finite at step 1: prior/loss, grad_norm/prior.')
     assert '(step 4, after the first bad step 1)' in str(err)
     assert err.checkpoint == str(tmp_path / 'nonfinite_iter_4.pth') and osp.isfile(err.checkpoint)
     assert err.last_finite is None and 'No finite checkpoint was written before it' in str(err)
@@ -199,3 +204,19 @@ def test_the_stop_policy_adds_no_host_sync(sync_runs):
     (on, _), (off, _) = sync_runs.values()
     assert {step for step, _ in on} >= {0, 1, 2, 3}  # the counter saw every step
     assert on == off
+
+
+def test_benchmark_watchdog_alternates_the_modes_in_one_run(tmp_path, fashion_mnist_root):
+    """tools/benchmark_watchdog.py: blocks of steps alternate on / off; medians and ratio."""
+    spec = importlib.util.spec_from_file_location('benchmark_watchdog',
+                                                  osp.join(REPO, 'tools/benchmark_watchdog.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / 'watchdog.json'
+    tool.main([S0, '--steps', '4', '--block', '1', '--work-dir', str(tmp_path), '--out', str(out),
+               '--cfg-options', 'global_batch_size=8'])
+    result = json.loads(out.read_text())
+    assert [b['mode'] for b in result['blocks']] == ['on', 'off', 'on', 'off']
+    assert result['policy'] == {'policy': 'stop'} and result['warmup_steps'] == 1
+    on, off = result['median_seconds_per_step'].values()
+    assert result['ratio'] == pytest.approx(on / off) and on > 0 and off > 0

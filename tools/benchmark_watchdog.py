@@ -79,7 +79,9 @@ class BlockTimer(Hook):
         now = self._now(runner)
         if done > 0:
             mode = self.modes[(done // self.block - 1) % 2]
-            self.blocks.append(dict(mode=mode, seconds_per_step=(now - self._start) / self.block))
+            policy = self.log_sync.policy  # what the block ran with, read back from the hook
+            self.blocks.append(dict(mode=mode, watchdog=policy.policy if policy else None,
+                                    seconds_per_step=(now - self._start) / self.block))
         next_mode = self.modes[(done // self.block) % 2]
         self.log_sync.set_policy(self.policies[next_mode])
         self._start = now

@@ -216,7 +216,8 @@ def test_benchmark_watchdog_alternates_the_modes_in_one_run(tmp_path, fashion_mn
     tool.main([S0, '--steps', '4', '--block', '1', '--work-dir', str(tmp_path), '--out', str(out),
                '--cfg-options', 'global_batch_size=8'])
     result = json.loads(out.read_text())
-    assert [b['mode'] for b in result['blocks']] == ['on', 'off', 'on', 'off']
+    assert [(b['mode'], b['watchdog']) for b in result['blocks']] == [
+        ('on', 'stop'), ('off', None), ('on', 'stop'), ('off', None)]
     assert result['policy'] == {'policy': 'stop'} and result['warmup_steps'] == 1
     on, off = result['median_seconds_per_step'].values()
     assert result['ratio'] == pytest.approx(on / off) and on > 0 and off > 0

@@ -106,7 +106,7 @@ def main(argv=None) -> dict:
     cfg = load_config(train_parser().parse_args(
         [args.config, '--work-dir', work_dir, '--cfg-options', *options]))
     cfg.nonfinite = on
-    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None  # no validation, not even at the end
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None  # no validation at all
     check_config(cfg)
     runner = RUNNERS.build(cfg)
     log_sync = next((h for h in runner.hooks if isinstance(h, LogSyncHook)), None)

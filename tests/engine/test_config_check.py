@@ -92,7 +92,8 @@ def test_bad_distributed_settings_name_the_key(options, key):
 @pytest.mark.parametrize('options, key', [
     ({'nonfinite.policy': 'ignore'}, 'nonfinite.policy'),
     ({'nonfinite.policy': 'skip'}, 'nonfinite.max_consecutive_skips'),  # skip needs the limit
-    ({'nonfinite': dict(policy='skip', max_consecutive_skips=0)}, 'nonfinite.max_consecutive_skips'),
+    ({'nonfinite': dict(policy='skip', max_consecutive_skips=0)},
+     'nonfinite.max_consecutive_skips'),
     ({'nonfinite.max_consecutive_skips': 3}, 'nonfinite.max_consecutive_skips'),  # with 'stop'
     ({'nonfinite.polcy': 'skip'}, 'nonfinite.polcy'),
     ({'nonfinite': 'stop'}, 'nonfinite'),

@@ -80,7 +80,8 @@ def test_a_nan_stops_the_run_naming_step_group_and_term(stopped):
     assert bad >= 2  # step 1 is finite: its update made the weights huge, not NaN
     # stopped at the flush before the NaN step's checkpoint: the state after that step
     debug = work_dir / f'nonfinite_iter_{bad}.pth'
-    assert f'The state at the stop (step {bad}, after the first bad step {bad}) is in {debug}' in err
+    assert (f'The state at the stop (step {bad}, after the first bad step {bad}) is in '
+            f'{debug}') in err
     assert osp.isfile(debug) and not finite(debug)
     assert torch.load(debug, weights_only=False)['meta']['iter'] == bad
     assert not osp.exists(work_dir / 'final.pth')

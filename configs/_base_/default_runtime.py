@@ -29,6 +29,11 @@ default_hooks = dict(
     export_weights=dict(type='ExportWeightsHook'),  # {work_dir}/final.pth: the next stage's input
 )
 custom_hooks = []
+# The non-finite watchdog (gear/engine/nonfinite.py): the first NaN / inf loss term or gradient
+# norm stops the run, read from the values log_sync fetches anyway (no extra host sync); the
+# state at the stop goes to nonfinite_iter_N.pth. dict(policy='skip', max_consecutive_skips=N)
+# skips a group's non-finite update instead (one host sync per group per step); None: off.
+nonfinite = dict(policy='stop')
 
 # dist_cfg.timeout (s): a collective that some rank never reaches fails the run after this long
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

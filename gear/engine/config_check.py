@@ -13,7 +13,8 @@ components get every required argument; a dataset's own ``config_error`` passes 
 datasets' ``skip_corrupt``); the data resolution is a multiple of the tokenizer's downsampling
 factor;
 ``sync_bn`` and ``env_cfg.dist_cfg.timeout`` have usable values; the batch is given as
-``global_batch_size`` alone (the runner derives the per-rank ``train_dataloader.batch_size``).
+``global_batch_size`` alone (the runner derives the per-rank ``train_dataloader.batch_size``);
+``nonfinite`` is a watchdog policy (gear/engine/nonfinite.py) and its hook, ``log_sync``, is on.
 """
 import difflib
 import inspect
@@ -23,6 +24,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from mmengine.config import Config, ConfigDict
 
 import gear.registry as R
+
+from .nonfinite import CONFIG_KEY as NONFINITE_KEY
+from .nonfinite import parse_policy
 
 
 class ConfigError(ValueError):
@@ -48,7 +52,7 @@ _REQUIRED_CHECKED = ('model', 'train_dataloader.dataset', 'val_dataloader.datase
 # Top-level settings something reads, whether or not a config sets them: mmengine's
 # ``Runner.from_cfg`` and ``Runner`` (``model_wrapper_cfg``, ``compile``, ...), gear.train
 # (``runner_type``) and gear (``GearRunner``: ``sync_bn``, ``deepspeed_cfg``,
-# ``global_batch_size``).
+# ``global_batch_size``; ``LogSyncHook``: ``nonfinite``).
 SETTINGS = frozenset({
     'model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader', 'train_cfg',
     'val_cfg', 'test_cfg', 'auto_scale_lr', 'optim_wrapper', 'param_scheduler', 'val_evaluator',
@@ -56,7 +60,7 @@ SETTINGS = frozenset({
     'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level', 'visualizer', 'default_scope',
     'randomness', 'experiment_name', 'model_wrapper_cfg', 'find_unused_parameters', 'compile',
     'activation_checkpointing', 'efficient_conv_bn_eval', 'runner_type', 'sync_bn',
-    'deepspeed_cfg', 'global_batch_size'})
+    'deepspeed_cfg', 'global_batch_size', NONFINITE_KEY})
 
 
 def _lookup(name: str):
@@ -185,6 +189,20 @@ def _check_batch(cfg_dict: dict) -> None:
                           'ranks (a positive integer)')
 
 
+def _check_nonfinite(cfg_dict: dict) -> None:
+    """``nonfinite`` parses as a watchdog policy, and the hook it runs in is there."""
+    value = cfg_dict.get(NONFINITE_KEY)
+    try:
+        policy = parse_policy(value)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    hooks = cfg_dict.get('default_hooks') or {}
+    if policy is not None and 'default_hooks' in cfg_dict and hooks.get('log_sync') is None:
+        raise ConfigError(f'{NONFINITE_KEY}: the watchdog runs in default_hooks.log_sync '
+                          '(LogSyncHook), which this config removes; keep the hook or set '
+                          f'{NONFINITE_KEY}=None')
+
+
 def check_config(cfg: Config) -> None:
     """Raise :class:`ConfigError` naming the first wrong key of ``cfg``; return None if fine."""
     cfg_dict = cfg.to_dict() if isinstance(cfg, (Config, ConfigDict)) else dict(cfg)
@@ -204,6 +222,7 @@ def check_config(cfg: Config) -> None:
     _check_distributed(cfg_dict)
     _check_batch(cfg_dict)
     _check_datasets(cfg_dict)
+    _check_nonfinite(cfg_dict)
     _check_tokenizer(cfg_dict['model'].get('tokenizer'))
     factor = _downsample_factor(cfg_dict['model'].get('tokenizer'))
     if factor:
@@ -260,6 +279,8 @@ def _untyped_arguments(path: str) -> List[str]:
         return ['cudnn_benchmark', 'mp_cfg', 'dist_cfg', 'resource_limit']
     if path == 'env_cfg.mp_cfg':
         return ['mp_start_method', 'opencv_num_threads']
+    if path == NONFINITE_KEY:
+        return ['policy', 'max_consecutive_skips']
     if re.fullmatch(r'model\.init_from\.\d+', path):  # an entry of the start-from list
         from gear.models.init_from import ENTRY_KEYS
         return list(ENTRY_KEYS)

@@ -7,6 +7,14 @@ key after its group (``grad_norm/tokenizer``, ``grad_norm/prior``, ...) and coll
 with the model's outputs, syncing once per logging window. Without the hook (a wrapper used on
 its own) they behave exactly as mmengine's.
 
+The non-finite watchdog (gear/engine/nonfinite.py) sets ``nonfinite_policy``: then the norm is
+computed even without ``clip_grad`` (foreach, on the device, no sync), and under
+``policy='skip'`` a group whose norm is not finite does not step (one host sync per group per
+step, as torch's ``GradScaler``): its gradients are dropped by ``update_params``' ``zero_grad``
+and the persistent floating-point buffers of the module it steps (BatchNorm running statistics,
+updated by the step's forward) are put back as they were when the step's first
+``optim_context`` was entered (a device copy per step, ``policy='skip'`` only).
+
 - ``GearOptimWrapper``: ``OptimWrapper`` + the deferred grad norm.
 - ``GearAmpOptimWrapper``: bf16 autocast inside ``optim_context`` on any device (CPU too), no
   loss scaler (bf16 has float32's exponent range; mmengine's ``AmpOptimWrapper`` runs a
@@ -25,6 +33,8 @@ from torch import Tensor, nn
 
 from gear.registry import OPTIM_WRAPPERS
 
+from .nonfinite import WatchdogPolicy
+
 
 class DeferredGradNormMixin:
     """Keep clip_grad's norm on the device once ``grad_norm_key`` is set (by ``LogSyncHook``).
@@ -32,24 +42,96 @@ class DeferredGradNormMixin:
     Attributes:
         grad_norm_key (str or None): the log key, e.g. ``'grad_norm/prior'``; None: mmengine's
             behaviour (``float(norm)`` into ``train/grad_norm`` every step).
+        nonfinite_policy (WatchdogPolicy or None): set by ``LogSyncHook`` when the watchdog is
+            on: the norm is then computed without ``clip_grad`` too, and ``policy='skip'``
+            skips a step whose norm is not finite.
+        nonfinite_skips (int): steps skipped so far; ``nonfinite_in_a_row``: non-finite
+            steps since the last step taken.
     """
     grad_norm_key: Optional[str] = None
+    nonfinite_policy: Optional[WatchdogPolicy] = None
+    nonfinite_skips: int = 0
+    nonfinite_in_a_row: int = 0
 
     def pop_grad_norms(self) -> List[Tensor]:
         """The norms (0-dim device tensors) of the steps since the last call, oldest first."""
         norms, self._pending_grad_norms = getattr(self, '_pending_grad_norms', []), []
         return norms
 
+    def pop_skip_outcomes(self) -> List[str]:
+        """``policy='skip'``: per non-finite step since the last call, ``'skipped'`` (within
+        ``max_consecutive_skips``) or ``'refused'`` (over it: not taken either, the run stops)."""
+        outcomes, self._skip_outcomes = getattr(self, '_skip_outcomes', []), []
+        return outcomes
+
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        """``policy='skip'``: the first context of a step keeps the module's buffers."""
+        if (self.nonfinite_policy is not None and self.nonfinite_policy.skips
+                and getattr(self, '_buffers_before', None) is None):
+            self._buffers_before = [(b, b.detach().clone()) for b in persistent_buffers(model)]
+        with super().optim_context(model):
+            yield
+
+    def _params_with_grad(self) -> List[Tensor]:
+        return [p for group in self.optimizer.param_groups for p in group['params']
+                if p.requires_grad and p.grad is not None]
+
+    def _push_grad_norm(self, norm: Tensor) -> None:
+        self._pending_grad_norms = getattr(self, '_pending_grad_norms', [])
+        self._pending_grad_norms.append(norm.detach())
+
     def _clip_grad(self) -> None:
         if self.grad_norm_key is None:
             return super()._clip_grad()
-        params = [p for group in self.optimizer.param_groups for p in group['params']
-                  if p.requires_grad and p.grad is not None]
+        params = self._params_with_grad()
         if params:
             norm = self.clip_func(params, **self.clip_grad_kwargs)
-            if norm is not None:  # clip_grad_value_ returns None
-                self._pending_grad_norms = getattr(self, '_pending_grad_norms', [])
-                self._pending_grad_norms.append(norm.detach())
+            if norm is None and self.nonfinite_policy is not None:  # clip_grad_value_
+                norm = total_grad_norm(params)
+            if norm is not None:
+                self._push_grad_norm(norm)
+
+    def step(self, **kwargs) -> None:
+        """Clip (or, for the watchdog, measure) the gradients, then step, unless
+        ``policy='skip'`` finds the norm non-finite."""
+        if self.grad_norm_key is None or self.nonfinite_policy is None:
+            return super().step(**kwargs)
+        before = len(getattr(self, '_pending_grad_norms', []))
+        if self.clip_grad_kwargs:
+            self._clip_grad()
+        else:
+            params = self._params_with_grad()
+            if params:
+                self._push_grad_norm(total_grad_norm(params))
+        norms = getattr(self, '_pending_grad_norms', [])
+        buffers_before, self._buffers_before = getattr(self, '_buffers_before', None), None
+        if self.nonfinite_policy.skips and len(norms) > before:
+            if not bool(torch.isfinite(norms[-1])):  # the one host sync of policy='skip'
+                self.nonfinite_in_a_row += 1
+                within = self.nonfinite_in_a_row <= self.nonfinite_policy.max_consecutive_skips
+                self.nonfinite_skips += int(within)
+                self._skip_outcomes = getattr(self, '_skip_outcomes', [])
+                self._skip_outcomes.append('skipped' if within else 'refused')
+                with torch.no_grad():
+                    for buffer, kept in buffers_before or ():
+                        buffer.copy_(kept)
+                return  # no optimizer step (refused: the run stops); update_params drops the grads
+            self.nonfinite_in_a_row = 0
+        self.optimizer.step(**kwargs)
+
+
+def persistent_buffers(module: nn.Module) -> List[Tensor]:
+    """The floating-point buffers a state dict saves (running statistics; not constants
+    registered with ``persistent=False``)."""
+    return [b for m in module.modules() for name, b in m._buffers.items()
+            if b is not None and b.is_floating_point()
+            and name not in m._non_persistent_buffers_set]
+
+
+def total_grad_norm(params: List[Tensor]) -> Tensor:
+    """The 2-norm of all the gradients, on their device (foreach kernels, no host sync)."""
+    return torch.nn.utils.get_total_norm([p.grad for p in params], 2.0, foreach=None)
 
 
 @OPTIM_WRAPPERS.register_module()

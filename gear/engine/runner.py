@@ -14,6 +14,14 @@
 - Collectives run on every rank or on none: mmengine calls ``before_save_checkpoint`` on rank
   0 only, so ``save_checkpoint`` first calls the hooks' ``before_save_checkpoint_all_ranks``
   on every rank (where ``LogSyncHook`` flushes its window).
+- A non-finite model state is never written as a checkpoint: ``save_checkpoint`` checks it
+  (one sync per checkpoint, agreed over ranks) and raises ``NonFiniteError`` instead
+  (gear/engine/nonfinite.py). On any ``NonFiniteError`` (also the log watchdog's and
+  ``ExportWeightsHook``'s) ``train`` writes the state at the stop to ``nonfinite_iter_{N}.pth``,
+  which ``--resume`` never picks and ``last_checkpoint`` never names, and completes the error
+  with it and the last finite checkpoint. ``CheckpointHook`` rotation (``max_keep_ckpts``)
+  removes the oldest checkpoint only after the new one is written
+  (gear/engine/checkpoint_rotation.py), so a failed save loses nothing.
 - Each rank loads ``global_batch_size / world size`` images a step (gear/engine/batch.py),
   so the global batch is the config's whatever the number of GPUs.
 - ``sync_bn`` ('gear' on any device, 'torch' on GPUs, 'auto': 'torch' on CUDA else 'gear';
@@ -37,6 +45,7 @@ import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.device import get_device
 from mmengine.fileio import LocalBackend, register_backend
+from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
@@ -47,6 +56,9 @@ from gear.utils.sync_batchnorm import convert_sync_batchnorm
 
 from .batch import GLOBAL_BATCH_KEY, rank_dataloader_cfg
 from .resume_check import META_KEY, check_resume, run_record
+from .checkpoint_rotation import DeferredRemovals
+from .nonfinite import (NonFiniteError, first_nonfinite_tensor, nonfinite_checkpoint_name,
+                        state_error)
 from .zero import GearDeepSpeedWrapper, engine_dir
 
 ATOMIC_BACKEND = 'gear_atomic_local'
@@ -215,21 +227,28 @@ class GearRunner(Runner):
                         save_param_scheduler=True, meta=None, by_epoch=True, backend_args=None):
         """Called on every rank (mmengine's own save runs on rank 0 only). Every rank first runs
         the hooks' ``before_save_checkpoint_all_ranks`` (collectives such as the log flush
-        belong there: mmengine's ``before_save_checkpoint`` runs on rank 0 alone); under
+        belong there: mmengine's ``before_save_checkpoint`` runs on rank 0 alone); then the
+        model state is checked (``NonFiniteError``, nothing written, if not finite); under
         DeepSpeed every rank then writes its engine shards; then rank 0 writes the whole state
-        dict."""
+        dict, and the checkpoints that the rotation removes are removed."""
         self.call_hook('before_save_checkpoint_all_ranks')
         meta = dict(meta or {}, **{META_KEY: self.run_record()})
         if backend_args is None and file_client_args is None and '://' not in str(out_dir):
             backend_args = dict(backend=ATOMIC_BACKEND)
+        with self.whole_parameters():  # ZeRO-3: every rank gathers, rank 0 writes
+            found = first_nonfinite_tensor(self._bare_model.state_dict().items())
+        if found is not None:
+            step = (meta or {}).get('iter', self.iter + 1)
+            raise state_error(f'checkpoint {osp.join(out_dir, filename)}', step, found)
         ds = self.deepspeed_wrapper
         if ds is not None:
             ds.save_engines(osp.join(out_dir, filename))
-        with self.whole_parameters():  # ZeRO-3: every rank gathers, rank 0 writes
+        with self.whole_parameters():
             super().save_checkpoint(out_dir, filename, file_client_args=file_client_args,
                                     save_optimizer=save_optimizer,
                                     save_param_scheduler=save_param_scheduler, meta=meta,
                                     by_epoch=by_epoch, backend_args=backend_args)
+        self._removals.commit()  # the rotation's removals, now that the new file exists
         if ds is not None and dist.get_rank() == 0:
             prune_engine_dirs(out_dir)
 
@@ -239,6 +258,42 @@ class GearRunner(Runner):
         zero_stage = (deepspeed_cfg.get('zero_stage', 2)
                       if deepspeed_cfg is not None and self.distributed else None)
         return run_record(self.world_size, self.cfg.get(GLOBAL_BATCH_KEY), zero_stage)
+
+    @property
+    def _bare_model(self):
+        return self.model.module if is_model_wrapper(self.model) else self.model
+
+    @property
+    def _removals(self) -> DeferredRemovals:
+        if '_deferred_removals' not in self.__dict__:
+            self._deferred_removals = DeferredRemovals()
+        return self._deferred_removals
+
+    def train(self):
+        """mmengine's; a ``NonFiniteError`` first gets the state at the stop saved beside the
+        checkpoints (every rank raises it at the same step: the values it reads are the same
+        on all ranks) and names the checkpoint to resume from."""
+        try:
+            return super().train()
+        except NonFiniteError as e:
+            e.last_finite, e.resume_checked = find_latest_checkpoint(self.work_dir), True
+            try:
+                e.checkpoint = self.save_nonfinite_checkpoint(e.stop_step)
+            except Exception as save_error:  # the error the user needs is still the first one
+                e.checkpoint_error = f'{type(save_error).__name__}: {save_error}'
+            self.logger.error(f'NonFiniteError: {e}')
+            raise
+
+    def save_nonfinite_checkpoint(self, step: int) -> str:
+        """Write the whole training state as ``nonfinite_iter_{step}.pth`` in the work dir, for
+        debugging: not checked, not rotated, not named by ``last_checkpoint``, not picked by
+        ``--resume`` (``find_latest_checkpoint`` matches ``iter_N.pth`` only). Under
+        DeepSpeed the engines' optimizer shards are not written."""
+        filename = nonfinite_checkpoint_name(step)
+        with self.whole_parameters():
+            Runner.save_checkpoint(self, self.work_dir, filename, meta=dict(iter=step),
+                                   by_epoch=False, backend_args=dict(backend=ATOMIC_BACKEND))
+        return osp.join(self.work_dir, filename)
 
     def resume(self, filename: str, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True, map_location='default') -> None:
@@ -257,7 +312,11 @@ class GearRunner(Runner):
         if fn_name == 'after_train':  # final.pth (rank 0 only): gather on every rank first
             with self.whole_parameters():
                 return super().call_hook(fn_name, **kwargs)
-        return super().call_hook(fn_name, **kwargs)
+        super().call_hook(fn_name, **kwargs)
+        if fn_name == 'before_train':  # the hooks' file backends exist from here on
+            for hook in self.hooks:
+                if isinstance(hook, CheckpointHook) and hasattr(hook, 'file_backend'):
+                    hook.file_backend = self._removals.guard(hook.file_backend)
 
     @contextlib.contextmanager
     def whole_parameters(self, modifier_rank: Optional[int] = None):

@@ -1,6 +1,7 @@
 """Config mistakes fail before anything is built, naming the key at fault; real configs pass."""
 import glob
 import os.path as osp
+import re
 
 import pytest
 from mmengine.config import Config
@@ -105,6 +106,28 @@ def test_a_bad_skip_corrupt_names_the_key(value, key):
 def test_skip_corrupt_from_the_command_line_passes():
     check_config(read_config(IMAGENET, {'train_dataloader.dataset.skip_corrupt.max_files': 100}))
     check_config(read_config(IMAGENET, {'train_dataloader.dataset.skip_corrupt': None}))
+
+
+@pytest.mark.parametrize('options, key', [
+    ({'nonfinite.policy': 'ignore'}, 'nonfinite.policy'),
+    ({'nonfinite.policy': 'skip'}, 'nonfinite.max_consecutive_skips'),  # skip needs the limit
+    ({'nonfinite': dict(policy='skip', max_consecutive_skips=0)},
+     'nonfinite.max_consecutive_skips'),
+    ({'nonfinite.max_consecutive_skips': 3}, 'nonfinite.max_consecutive_skips'),  # with 'stop'
+    ({'nonfinite.polcy': 'skip'}, 'nonfinite.polcy'),
+    ({'nonfinite': 'stop'}, 'nonfinite'),
+    ({'default_hooks.log_sync': None}, 'nonfinite'),  # the watchdog's hook removed
+])
+def test_a_bad_nonfinite_setting_names_the_key(options, key):
+    with pytest.raises(ConfigError, match=rf'^{re.escape(key)}: '):
+        check_config(_tiny(**options))
+
+
+def test_nonfinite_settings_that_pass():
+    assert read_config(TINY).nonfinite == dict(policy='stop')  # the default_runtime.py default
+    check_config(read_config(TINY, {'nonfinite.policy': 'skip',
+                                    'nonfinite.max_consecutive_skips': 3}))
+    check_config(read_config(TINY, {'nonfinite': None, 'default_hooks.log_sync': None}))
 
 
 # --- the resolved config holds settings only; --cfg-options name keys that something reads

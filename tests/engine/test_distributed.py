@@ -268,3 +268,28 @@ def test_reconstruction_grid_is_rank0s_shard(pipeline_two_procs):
         tile = grid[1:33, 1 + 33 * col:33 + 33 * col].transpose(2, 0, 1)  # (3, 32, 32)
         want = ((test[index]['img'] + 1) / 2).numpy()
         assert np.abs(tile - want).max() <= 1 / 255 + 1e-6, f'tile {col} is not test image {index}'
+
+
+def test_a_nan_stops_every_rank_at_the_same_step(tmp_path, fashion_mnist_root):
+    """The non-finite watchdog under DDP: stage 0 at lr=1e9 with policy='skip' (2 skips
+    allowed). Both ranks skip the same steps (the norm of the all-reduced gradients), flush at
+    once on the third non-finite update and raise the same error at the same step from the
+    same all-reduced values: no rank waits in a collective for another (a hang would fail the
+    run at the 120 s timeout)."""
+    proc = run_tool(['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                     'tools/train.py', *argv(S0, tmp_path, [
+                         'train_cfg.max_iters=30', 'optim_wrapper.tokenizer.optimizer.lr=1e9',
+                         'nonfinite.policy=skip', 'nonfinite.max_consecutive_skips=2',
+                         'model.gan_loss.disc_start=1', 'global_batch_size=8',
+                         'default_hooks.checkpoint.interval=1', 'train_cfg.val_interval=100',
+                         'default_hooks.logger.interval=10', TEST_DIST_TIMEOUT])],
+                    env=DISTRIBUTED_ENV, check=False)
+    assert proc.returncode != 0
+    errors = [line.split('NonFiniteError: ', 1)[1] for line in proc.stderr.splitlines()
+              if 'gear.engine.nonfinite.NonFiniteError: ' in line]
+    assert len(errors) == 2 and errors[0] == errors[1], errors  # one per rank, the same
+    step = int(errors[0].split(':')[0].split()[1])
+    assert "the 3rd non-finite update of 'tokenizer' in a row" in errors[0]
+    assert osp.isfile(tmp_path / f'nonfinite_iter_{step}.pth')
+    assert not osp.exists(tmp_path / 'final.pth')
+    assert sorted(glob.glob(str(tmp_path / 'iter_*.pth')))  # the finite, skipped steps' ones

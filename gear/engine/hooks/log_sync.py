@@ -16,9 +16,17 @@ On the steps the ``LoggerHook`` logs (and before a checkpoint is saved, and afte
 So the message hub holds the same per-step history as without the hook (averaged over ranks),
 and ``LogProcessor`` (``window_size`` = the log interval) logs the window means as before.
 Keys must be the same on every rank at every step (they are: they depend on the step only).
+
+The non-finite watchdog (gear/engine/nonfinite.py, config key ``nonfinite``) reads the fetched
+values there, step by step: the first non-finite loss term or ``grad_norm/{group}`` raises
+``NonFiniteError``. Every rank holds the same all-reduced values, so all ranks stop together,
+with no sync of their own. Under ``policy='skip'`` a skipped group's values at that step are
+excused, ``nonfinite_skips/{group}`` (skips so far) is logged, and a group over its
+``max_consecutive_skips`` flushes the window at once, so the run stops at that step.
 """
 from collections import defaultdict
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.dist import all_reduce
@@ -27,10 +35,21 @@ from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import Tensor
 
+from gear.engine.nonfinite import CONFIG_KEY, DEFAULT, NonFiniteError, check_row, parse_policy
 from gear.engine.optim_wrappers import DeferredGradNormMixin
 from gear.registry import HOOKS
 
-Row = Tuple[List[str], Dict[torch.device, Tensor], Dict[str, float]]
+
+@dataclass
+class Row:
+    """One step's values: tensors stacked per device (not fetched yet), plain numbers, and the
+    watchdog's per-group skip outcomes."""
+    step: int  # 1-based, as logged
+    keys: List[str]
+    stacked: Dict[torch.device, Tensor]  # (K_device,) each
+    numbers: Dict[str, float]
+    excused: set = field(default_factory=set)  # groups whose update was skipped
+    refused: Dict[str, int] = field(default_factory=dict)  # group -> non-finite in a row
 
 
 @HOOKS.register_module()
@@ -48,8 +67,9 @@ class LogSyncHook(Hook):
             raise ValueError(f'LogSyncHook: interval must be >= 1, got {interval}')
         self.interval = interval
         self._rows: List[Row] = []
-        self._wrappers: List[DeferredGradNormMixin] = []
+        self._wrappers: Dict[str, DeferredGradNormMixin] = {}
         self._logger: Optional[LoggerHook] = None
+        self.policy = None  # the watchdog's (None: off); from the config key ``nonfinite``
 
     # ------------------------------------------------------------------ set-up
     def before_train(self, runner) -> None:
@@ -60,24 +80,40 @@ class LogSyncHook(Hook):
         wrappers = runner.optim_wrapper
         named = (wrappers.items() if isinstance(wrappers, OptimWrapperDict)
                  else [('', wrappers)] if isinstance(wrappers, OptimWrapper) else [])
-        syncing = []
+        syncing, unskippable = [], []
         for name, wrapper in named:
             if isinstance(wrapper, DeferredGradNormMixin):
                 wrapper.grad_norm_key = f'grad_norm/{name}' if name else 'grad_norm'
-                self._wrappers.append(wrapper)
-            elif getattr(wrapper, 'clip_grad_kwargs', None):
-                syncing.append(f'{name or "optim_wrapper"} ({type(wrapper).__name__})')
+                self._wrappers[name] = wrapper
+            else:
+                unskippable.append(f'{name or "optim_wrapper"} ({type(wrapper).__name__})')
+                if getattr(wrapper, 'clip_grad_kwargs', None):
+                    syncing.append(unskippable[-1])
         if syncing:
             print_log(f'LogSyncHook: {", ".join(syncing)} log float(grad_norm) every step (a '
                       f'host sync each); use type=\'GearOptimWrapper\' or '
                       f'\'GearAmpOptimWrapper\' to defer it', logger='current', level=30)
+        cfg = getattr(runner, 'cfg', None) or {}
+        self.set_policy(cfg.get(CONFIG_KEY, DEFAULT))
+        if self.policy is not None and self.policy.skips and unskippable:
+            raise ValueError(f"{CONFIG_KEY}.policy='skip': optimizer group(s) "
+                             f'{", ".join(unskippable)} cannot skip an update; skipping needs '
+                             "type='GearOptimWrapper' or 'GearAmpOptimWrapper' (use "
+                             "policy='stop' otherwise)")
+
+    def set_policy(self, value) -> None:
+        """Switch the watchdog (a ``nonfinite`` setting: dict or None) for the next steps."""
+        self.policy = parse_policy(value)
+        for wrapper in self._wrappers.values():
+            wrapper.nonfinite_policy = self.policy
 
     # ------------------------------------------------------------------ per step
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        self._rows.append(self._collect(outputs))
+        row = self._collect(outputs, runner.iter + 1)
+        self._rows.append(row)
         if outputs is not None:
             outputs.clear()  # nothing left for RuntimeInfoHook to .item()
-        if self._logs_now(runner, batch_idx):
+        if self._logs_now(runner, batch_idx) or row.refused:  # refused: stop at this step
             self.flush(runner)
 
     def _logs_now(self, runner, batch_idx: int) -> bool:
@@ -96,13 +132,22 @@ class LogSyncHook(Hook):
     def after_train(self, runner) -> None:
         self.flush(runner)
 
-    def _collect(self, outputs: Optional[dict]) -> Row:
+    def _collect(self, outputs: Optional[dict], step: int) -> Row:
         """One step's values: tensors stacked per device (no sync), plain numbers kept."""
         items = dict(outputs or {})
-        for wrapper in self._wrappers:
+        excused, refused = set(), {}
+        for name, wrapper in self._wrappers.items():
             norms = wrapper.pop_grad_norms()
             if norms:
                 items[wrapper.grad_norm_key] = norms[-1]  # the last step of this iteration
+            if self.policy is not None and self.policy.skips:
+                outcomes = wrapper.pop_skip_outcomes()
+                if 'refused' in outcomes:
+                    refused[name] = wrapper.nonfinite_in_a_row
+                elif outcomes:
+                    excused.add(name)
+                items[f'nonfinite_skips/{name}' if name else 'nonfinite_skips'] = \
+                    wrapper.nonfinite_skips
         keys, by_device, numbers = [], defaultdict(list), {}
         for key, value in items.items():
             if isinstance(value, Tensor):
@@ -119,25 +164,34 @@ class LogSyncHook(Hook):
         for device, pairs in by_device.items():
             keys.extend(k for k, _ in pairs)
             stacked[device] = torch.stack([v for _, v in pairs])  # (K_device,)
-        return keys, stacked, numbers
+        return Row(step, keys, stacked, numbers, excused, refused)
 
     # ------------------------------------------------------------------ per window
     def flush(self, runner) -> None:
-        """All-reduce and fetch the stored rows at once; replay them into the message hub."""
+        """All-reduce and fetch the stored rows at once; replay them into the message hub;
+        then the watchdog checks them in step order (``NonFiniteError`` at the first bad one)."""
         rows, self._rows = self._rows, []
         if not rows:
             return
         fetched = {}
-        devices = {d for _, stacked, _ in rows for d in stacked}
+        devices = {d for row in rows for d in row.stacked}
         for device in sorted(devices, key=lambda d: d.type):  # same collective order on ranks
-            flat = torch.cat([stacked[device] for _, stacked, _ in rows if device in stacked])
+            flat = torch.cat([row.stacked[device] for row in rows if device in row.stacked])
             all_reduce(flat, op='mean')  # no-op unless distributed
             fetched[device] = iter(flat.tolist())  # the one host sync per device
-        hub = runner.message_hub
-        for keys, stacked, numbers in rows:
-            values = [v for device in stacked for v in
-                      (next(fetched[device]) for _ in range(stacked[device].numel()))]
-            for key, value in zip(keys, values):
+        hub, replayed = runner.message_hub, []
+        for row in rows:
+            values = [v for device in row.stacked for v in
+                      (next(fetched[device]) for _ in range(row.stacked[device].numel()))]
+            pairs = list(zip(row.keys, values)) + list(row.numbers.items())
+            for key, value in pairs:
                 hub.update_scalar(f'train/{key}', value)
-            for key, value in numbers.items():
-                hub.update_scalar(f'train/{key}', value)
+            replayed.append((row, pairs))
+        if self.policy is None:
+            return
+        for row, pairs in replayed:  # the history is in the hub (and the debugging checkpoint)
+            try:
+                check_row(row.step, pairs, row.excused, row.refused, self.policy)
+            except NonFiniteError as e:
+                e.stop_step = rows[-1].step  # the state at the stop is after the window
+                raise

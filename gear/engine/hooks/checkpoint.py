@@ -118,10 +118,11 @@ class GearCheckpointHook(CheckpointHook):
         elif timed:
             why = (f'time_interval={self.time_interval:g} min: '
                    f'{time.monotonic() - self._last_save:.2f} s since the last checkpoint')
-        elif stop:
-            why = f'{signal.Signals(stop).name} received'
         else:
             why = None
+        if stop:
+            received = f'{signal.Signals(stop).name} received'
+            why = f'{why}; {received}' if why else received
         if why is not None:
             runner.logger.info(f'Saving checkpoint at {runner.iter + 1} iterations ({why})')
             self._save_checkpoint(runner)

@@ -4,10 +4,10 @@ the error names the file, the errno and the complete checkpoint ``--resume`` wil
 command; that checkpoint and ``last_checkpoint`` are as they were; nothing is left under the new
 name, no temporary file either. The disk:
 
-- ``iter_4.pth`` and ``last_checkpoint``: gear's own checkpoint writer (``AtomicLocalBackend``,
-  real files) whose file object takes 1 MiB (5 bytes) more, then fails with ENOSPC
-  (tests/engine/full_disk.py, through ``default_hooks.checkpoint.backend_args``); resuming after
-  "freeing space" finishes the run;
+- ``iter_4.pth`` (one checkpoint kept: ``max_keep_ckpts=1``) and ``last_checkpoint``: gear's own
+  checkpoint writer (``AtomicLocalBackend``, real files) whose file object takes 1 MiB (5 bytes)
+  more, then fails with ENOSPC (tests/engine/full_disk.py, through
+  ``default_hooks.checkpoint.backend_args``); resuming after "freeing space" finishes the run;
 - ``final.pth``: the kernel's file size limit (``RLIMIT_FSIZE``, EFBIG), no test code in the
   write path; the old ``final.pth`` stays;
 - a real 1.5-checkpoint tmpfs (the kernel's ENOSPC) where mounting one is permitted (root),
@@ -63,10 +63,15 @@ def checkpoint_step(path) -> int:
     return torch.load(path, map_location='cpu', weights_only=False)['meta']['iter']
 
 
+# one checkpoint kept: the previous one survives only if the new one is written before the
+# rotation removes the old one (mmengine's own order removes first)
+KEEP_ONE = ['default_hooks.checkpoint.max_keep_ckpts=1']
+
+
 @pytest.fixture(scope='module')
 def full_at_iter_4(config_on_a_full_disk, tmp_path_factory, fashion_mnist_root):
     work_dir = tmp_path_factory.mktemp('full_at_iter_4') / 'run'
-    proc = train(config_on_a_full_disk, work_dir, options=full_disk('iter_4.pth'))
+    proc = train(config_on_a_full_disk, work_dir, options=[*KEEP_ONE, *full_disk('iter_4.pth')])
     return work_dir, proc
 
 
@@ -88,7 +93,7 @@ def resumed(full_at_iter_4):
     """The same run resumed with space to spare (the shipped config, no full disk)."""
     work_dir, _ = full_at_iter_4
     return work_dir, run_tool(['tools/train.py', CONFIG, '--work-dir', str(work_dir), '--resume',
-                               '--cfg-options', *FOUR_STEPS])
+                               '--cfg-options', *FOUR_STEPS, *KEEP_ONE])
 
 
 def test_resume_after_freeing_space_redoes_the_lost_steps_and_finishes(resumed):
@@ -98,6 +103,7 @@ def test_resume_after_freeing_space_redoes_the_lost_steps_and_finishes(resumed):
     assert [r['step'] for r in scalars(work_dir) if 'tokenizer/loss_recon' in r] == [
         1, 2, 3, 4, 3, 4]
     assert checkpoint_step(work_dir / 'iter_4.pth') == STEPS
+    assert not (work_dir / 'iter_2.pth').exists()  # rotated out once iter_4.pth was complete
     assert (work_dir / 'last_checkpoint').read_text() == str(work_dir / 'iter_4.pth')
     assert osp.isfile(work_dir / 'final.pth') and not leftovers(work_dir)
 
@@ -132,7 +138,7 @@ def test_a_file_size_limit_while_writing_final_pth_keeps_the_old_one(resumed):
     work_dir, _ = resumed
     before = (work_dir / 'final.pth').read_bytes()
     proc = subprocess.run([sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(work_dir),
-                           '--resume', '--cfg-options', *FOUR_STEPS], cwd=REPO,
+                           '--resume', '--cfg-options', *FOUR_STEPS, *KEEP_ONE], cwd=REPO,
                           capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, PYTHONUNBUFFERED='1'),
                           preexec_fn=_file_size_limit(1 << 20))

@@ -168,7 +168,8 @@ class GearCheckpointHook(CheckpointHook):
         else:  # a remote out_dir; the pointer stays in the local work dir, as mmengine's
             atomic_write_bytes(self.last_ckpt.encode(), pointer)
         if dropped is not None:
-            self._remove(self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(dropped)))
+            old = self.filename_tmpl.format(dropped)
+            self._remove(self.file_backend.join_path(self.out_dir, old))
 
     def _remove(self, path: str) -> None:
         """Remove a rotated-out checkpoint and its DeepSpeed shard folder."""

@@ -49,8 +49,8 @@ class GearCheckpointHook(CheckpointHook):
         time_interval (float, optional): Also save when this many minutes have passed since the
             last checkpoint (by rank 0's clock), e.g. 30. None: steps only.
         agree_interval (int): Steps between the ranks' agreements on a time-based or a
-            signal's checkpoint (a gloo all-reduce of two integers, tens of microseconds); a
-            signal is acted on at the next agreement.
+            signal's checkpoint (a gloo all-reduce of two CPU integers; measured 0.6-0.7 ms
+            between 2 processes on a busy 2-core CPU); a signal is acted on at the next one.
     """
 
     def __init__(self, interval: int = -1, by_epoch: bool = True, save_optimizer: bool = True,

@@ -17,6 +17,7 @@ the errno, and the complete checkpoint that ``--resume`` will use; exit 1).
 """
 import argparse
 import errno
+import logging
 import os
 import os.path as osp
 import shlex
@@ -133,6 +134,13 @@ def main(argv: Optional[List[str]] = None) -> None:
             runner.logger.warning(
                 f'{e.signal_name}: training stopped at step {e.step}; {e.checkpoint} is '
                 f'complete. Resume with:\n  {resume_command(argv, cfg.work_dir)}')
+        if os.environ.get('TORCHELASTIC_RUN_ID') is not None:
+            # torchrun SIGTERMs the other workers as soon as one exits; during interpreter
+            # finalization (seconds, with the default handlers back) that kills them (-15)
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(e.code)
         raise
     except KeyboardInterrupt:  # a second Ctrl-C: out at once, nothing saved at this step
         if runner.rank == 0:

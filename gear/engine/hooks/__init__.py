@@ -1,5 +1,6 @@
 """Training hooks: codebook monitoring, RNG state in checkpoints, validation at step 0,
-reconstruction grids, weights export, generative evaluation (FID) during training."""
+reconstruction grids, weights export, generative evaluation (FID) during training, checkpoints
+on steps, time and signals."""
 from .codebook_monitor import CodebookMonitorHook
 from .export_weights import ExportWeightsHook
 from .generative_eval import GenerativeEvalHook
@@ -12,3 +13,7 @@ __all__ = ['CodebookMonitorHook', 'ExportWeightsHook', 'GenerativeEvalHook',
 from .log_sync import LogSyncHook  # noqa: E402
 
 __all__ += ['LogSyncHook']
+from .checkpoint import GearCheckpointHook  # noqa: E402
+from .signals import SignalHook, TrainingInterrupted  # noqa: E402
+
+__all__ += ['GearCheckpointHook', 'SignalHook', 'TrainingInterrupted']

@@ -46,13 +46,14 @@ randomness = dict(seed=0, deterministic=False)
 
 visualizer = dict(type='Visualizer',
                   vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
-# Training outputs ('{phase}/{name}', 'assign/{name}'), grad norms and times are averaged over
-# the logging window (LogSyncHook replays each step's values, so these are true window means);
-# learning rates and validation metrics show their latest value; codebook statistics are
+# Training outputs ('{phase}/{name}'), grad norms and times are averaged over the logging window
+# (LogSyncHook replays each step's values, so these are true window means); learning rates,
+# validation metrics and the assignment statistics ('assign/{name}', computed on logged steps
+# only: two log-softmaxes over (B, N, K)) show their latest value; codebook statistics are
 # already window totals.
 log_processor = dict(by_epoch=False, window_size=_log_interval,
                      mean_pattern=(r'.*(loss|time|data_time|grad_norm).*'
-                                   r'|^(tokenizer|discriminator|prior|assign)/'),
+                                   r'|^(tokenizer|discriminator|prior)/'),
                      custom_cfg=[dict(data_src=f'codebook/tokenizer/{k}', method_name='mean', window_size=1)
                                  for k in ('usage', 'perplexity', 'entropy')])
 log_level = 'INFO'

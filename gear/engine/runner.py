@@ -19,9 +19,9 @@
   (gear/engine/nonfinite.py). On any ``NonFiniteError`` (also the log watchdog's and
   ``ExportWeightsHook``'s) ``train`` writes the state at the stop to ``nonfinite_iter_{N}.pth``,
   which ``--resume`` never picks and ``last_checkpoint`` never names, and completes the error
-  with it and the last finite checkpoint. ``CheckpointHook`` rotation (``max_keep_ckpts``)
-  removes the oldest checkpoint only after the new one is written
-  (gear/engine/checkpoint_rotation.py), so a failed save loses nothing.
+  with it and the last finite checkpoint. ``GearCheckpointHook`` (the ``checkpoint`` default
+  hook) removes the checkpoint ``max_keep_ckpts`` drops only after the new one is written, so a
+  refused or failed save loses nothing.
 - Each rank loads ``global_batch_size / world size`` images a step (gear/engine/batch.py),
   so the global batch is the config's whatever the number of GPUs.
 - ``sync_bn`` ('gear' on any device, 'torch' on GPUs, 'auto': 'torch' on CUDA else 'gear';
@@ -45,7 +45,6 @@ import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.device import get_device
 from mmengine.fileio import LocalBackend, register_backend
-from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
@@ -56,7 +55,6 @@ from gear.utils.sync_batchnorm import convert_sync_batchnorm
 
 from .batch import GLOBAL_BATCH_KEY, rank_dataloader_cfg
 from .resume_check import META_KEY, check_resume, run_record
-from .checkpoint_rotation import DeferredRemovals
 from .nonfinite import (NonFiniteError, first_nonfinite_tensor, nonfinite_checkpoint_name,
                         state_error)
 from .zero import GearDeepSpeedWrapper, engine_dir
@@ -244,7 +242,7 @@ class GearRunner(Runner):
         belong there: mmengine's ``before_save_checkpoint`` runs on rank 0 alone); then the
         model state is checked (``NonFiniteError``, nothing written, if not finite); under
         DeepSpeed every rank then writes its engine shards; then rank 0 writes the whole state
-        dict, and the checkpoints that the rotation removes are removed."""
+        dict."""
         self.call_hook('before_save_checkpoint_all_ranks')
         meta = dict(meta or {}, **{META_KEY: self.run_record()})
         if backend_args is None and file_client_args is None and '://' not in str(out_dir):
@@ -262,7 +260,6 @@ class GearRunner(Runner):
                                     save_optimizer=save_optimizer,
                                     save_param_scheduler=save_param_scheduler, meta=meta,
                                     by_epoch=by_epoch, backend_args=backend_args)
-        self._removals.commit()  # the rotation's removals, now that the new file exists
         if ds is not None and dist.get_rank() == 0:
             prune_engine_dirs(out_dir)
 
@@ -276,12 +273,6 @@ class GearRunner(Runner):
     @property
     def _bare_model(self):
         return self.model.module if is_model_wrapper(self.model) else self.model
-
-    @property
-    def _removals(self) -> DeferredRemovals:
-        if '_deferred_removals' not in self.__dict__:
-            self._deferred_removals = DeferredRemovals()
-        return self._deferred_removals
 
     def train(self):
         """mmengine's; a ``NonFiniteError`` first gets the state at the stop saved beside the
@@ -326,11 +317,7 @@ class GearRunner(Runner):
         if fn_name == 'after_train':  # final.pth (rank 0 only): gather on every rank first
             with self.whole_parameters():
                 return super().call_hook(fn_name, **kwargs)
-        super().call_hook(fn_name, **kwargs)
-        if fn_name == 'before_train':  # the hooks' file backends exist from here on
-            for hook in self.hooks:
-                if isinstance(hook, CheckpointHook) and hasattr(hook, 'file_backend'):
-                    hook.file_backend = self._removals.guard(hook.file_backend)
+        return super().call_hook(fn_name, **kwargs)
 
     @contextlib.contextmanager
     def whole_parameters(self, modifier_rank: Optional[int] = None):

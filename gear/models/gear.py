@@ -27,7 +27,7 @@ from gear.utils.frozen import frozen
 
 from .assignment_stats import assignment_stats
 from .code_usage import CodeUsageMeter
-from .phases import (current_step, discriminator_step, prefixed, prior_step,
+from .phases import (current_step, discriminator_step, logs_this_step, prefixed, prior_step,
                      reconstruction_losses, reconstruction_outputs, update_ema)
 from .prior import build_prior, build_teachers, teacher_features
 from .stage_model import StageModel
@@ -87,7 +87,9 @@ class GEAR(StageModel):
         update_ema(self.tokenizer_ema, self.tokenizer, optim_wrapper['tokenizer'])  # (4)
         update_ema(self.prior_ema, self.prior, optim_wrapper['prior'])
         self.code_usage.update(q.indices)
-        return logs | assignment_stats(q.d, getattr(self.readout, 'tau', 1.0))
+        if logs_this_step():  # two log-softmaxes over (B, N, K): on logged steps only
+            logs |= assignment_stats(q.d, getattr(self.readout, 'tau', 1.0))
+        return logs
 
     def tokenizer_phase(self, x: Tensor, x_hat: Tensor, q, cond: Tensor,
                         y: Dict[str, Tensor], optim: OptimWrapper, step: int) -> Dict[str, Tensor]:

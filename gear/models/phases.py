@@ -18,9 +18,21 @@ from torch import Tensor, nn
 from gear.utils.distributed import gathered
 
 
+LOG_INTERVAL_INFO = 'log_interval'  # message-hub info: steps per log window (LogSyncHook)
+
+
 def current_step() -> int:
     """The global training step (mmengine's message hub keeps it, also across resume)."""
     return int(MessageHub.get_current_instance().get_info('iter', 0))
+
+
+def logs_this_step() -> bool:
+    """Whether the step being trained is one the logger logs (``(iter + 1) % interval == 0``);
+    True when no interval is known (a model used outside the runner). For diagnostics too
+    costly to compute on every step (``assignment_stats``)."""
+    hub = MessageHub.get_current_instance()
+    interval = hub.get_info(LOG_INTERVAL_INFO)
+    return not interval or (int(hub.get_info('iter', 0)) + 1) % int(interval) == 0
 
 
 def prefixed(phase: str, losses: Dict[str, Tensor], total: Tensor,

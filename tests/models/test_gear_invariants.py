@@ -265,6 +265,19 @@ def test_under_gradient_accumulation_the_emas_update_on_optimizer_steps_only():
                                                       rec.steps[2]['ema'][group]))
 
 
+def test_assignment_statistics_are_computed_on_logged_steps_only():
+    """LogSyncHook puts the log interval in the message hub; with 2, the (B, N, K) statistics
+    come with iterations 2 and 4 only (and every step without an interval)."""
+    hub = MessageHub.get_instance('gear-invariants-shipped')  # the one run_shipped uses
+    hub.update_info('log_interval', 2)
+    try:
+        *_, logs = run_shipped('vq', steps=4)
+    finally:
+        hub.update_info('log_interval', None)
+    assert [any(k.startswith('assign/') for k in log) for log in logs] == [False, True, False, True]
+    assert {'assign/natural_entropy', 'assign/soft_top1'} <= set(logs[1])
+
+
 # ---------------------------------------------------------------- components, on TINY_GEAR
 @pytest.fixture(scope='module')
 def built():

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from gear.engine.nonfinite import CONFIG_KEY, DEFAULT, NonFiniteError, check_row, parse_policy
 from gear.engine.optim_wrappers import DeferredGradNormMixin
+from gear.models.phases import LOG_INTERVAL_INFO
 from gear.registry import HOOKS
 
 
@@ -77,6 +78,8 @@ class LogSyncHook(Hook):
         self._logger = loggers[0] if loggers else None
         if self.interval is None:
             self.interval = self._logger.interval if self._logger else 50
+        # the models compute costly diagnostics on logged steps only (phases.logs_this_step)
+        runner.message_hub.update_info(LOG_INTERVAL_INFO, self.interval)
         wrappers = runner.optim_wrapper
         named = (wrappers.items() if isinstance(wrappers, OptimWrapperDict)
                  else [('', wrappers)] if isinstance(wrappers, OptimWrapper) else [])

@@ -21,6 +21,7 @@ stricter than a zero gradient: a tokenizer parameter connected to the NTP loss t
 that happens to be zero still fails.
 """
 import copy
+import itertools
 from functools import partial
 
 import pytest
@@ -112,6 +113,8 @@ class PhaseRecorder:
         self.cur['grads'] += [{g: {} for g in GROUPS} for _ in range(4 - len(self.cur['grads']))]
         self.cur['ema'] = {g: [p.detach().clone() for p in getattr(self.model, f'{g}_ema')
                                 .module.parameters()] for g in ('tokenizer', 'prior')}
+        self.cur['ema_steps'] = tuple(int(getattr(self.model, f'{g}_ema').steps)
+                                      for g in ('tokenizer', 'prior'))
         self.steps.append(self.cur)
         return logs
 
@@ -132,16 +135,29 @@ class PhaseRecorder:
         self.cur['grads'].append({g: {} for g in GROUPS})
 
 
+_RUNS = itertools.count()
+
+
 def run_shipped(family, steps=2, **model):
-    cfg = shipped_cfg(family, **model)
-    MessageHub.get_instance('gear-invariants-shipped')
+    return run_config(shipped_cfg(family, **model), steps)
+
+
+def run_config(cfg, steps=2, hub_info=None):
+    """``steps`` train steps of ``cfg``'s model on one fixed batch, recorded; ``hub_info``: message
+    hub entries for the run (as the runner's hooks set them), removed afterwards."""
+    # a new hub is the current one (mmengine's is the latest created): the model reads it
+    hub = MessageHub.get_instance(f'gear-invariants-run-{next(_RUNS)}')
+    hub.update_info_dict(hub_info or {})
     torch.manual_seed(0)
     m = MODELS.build(cfg.model).train()
     optim = build_optim_wrapper(m, copy.deepcopy(cfg.optim_wrapper))  # as the runner does
     rec = PhaseRecorder(m, optim)
     g = torch.Generator().manual_seed(1)
     batch = dict(img=torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, label=torch.tensor([3, 7]))
-    logs = [rec.train_step(batch, optim, it) for it in range(steps)]
+    try:
+        logs = [rec.train_step(batch, optim, it) for it in range(steps)]
+    finally:
+        hub.update_info_dict({k: None for k in hub_info or {}})
     return cfg, m, rec, logs
 
 
@@ -243,23 +259,13 @@ def test_both_emas_follow_a_decay_far_from_the_shipped_one():
 
 def test_under_gradient_accumulation_the_emas_update_on_optimizer_steps_only():
     """accumulative_counts=2: the optimizers step on iterations 2 and 4; the EMAs too (their
-    step counters, and weights that stay put on iterations 1 and 3)."""
+    step counters, and weights that stay put on iteration 3)."""
     cfg = shipped_cfg('vq')
     for group in GROUPS:
         cfg.optim_wrapper[group].accumulative_counts = 2
-    MessageHub.get_instance('gear-invariants-accumulation')
-    torch.manual_seed(0)
-    m = MODELS.build(cfg.model).train()
-    optim = build_optim_wrapper(m, copy.deepcopy(cfg.optim_wrapper))
-    rec = PhaseRecorder(m, optim)
-    g = torch.Generator().manual_seed(1)
-    batch = dict(img=torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, label=torch.tensor([3, 7]))
-    counts = []
-    for it in range(4):
-        rec.train_step(batch, optim, it)
-        counts.append((int(m.tokenizer_ema.steps), int(m.prior_ema.steps)))
+    _, _, rec, _ = run_config(cfg, steps=4)
     assert [step['order'] for step in rec.steps] == [[], list(GROUPS), [], list(GROUPS)]
-    assert counts == [(0, 0), (1, 1), (1, 1), (2, 2)]
+    assert [step['ema_steps'] for step in rec.steps] == [(0, 0), (1, 1), (1, 1), (2, 2)]
     for group in ('tokenizer', 'prior'):  # iteration 3 stepped nothing: the EMAs did not move
         assert all(torch.equal(a, b) for a, b in zip(rec.steps[1]['ema'][group],
                                                       rec.steps[2]['ema'][group]))
@@ -268,19 +274,7 @@ def test_under_gradient_accumulation_the_emas_update_on_optimizer_steps_only():
 def test_assignment_statistics_are_computed_on_logged_steps_only():
     """LogSyncHook puts the log interval in the message hub; with 2, the (B, N, K) statistics
     come with iterations 2 and 4 only."""
-    cfg = shipped_cfg('vq')
-    hub = MessageHub.get_instance('gear-invariants-assign')
-    hub.update_info('log_interval', 2)
-    torch.manual_seed(0)
-    m = MODELS.build(cfg.model).train()
-    optim = build_optim_wrapper(m, copy.deepcopy(cfg.optim_wrapper))
-    rec = PhaseRecorder(m, optim)
-    g = torch.Generator().manual_seed(1)
-    batch = dict(img=torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, label=torch.tensor([3, 7]))
-    try:
-        logs = [rec.train_step(batch, optim, it) for it in range(4)]
-    finally:
-        hub.update_info('log_interval', None)  # later tests of this process use no interval
+    *_, logs = run_config(shipped_cfg('vq'), steps=4, hub_info=dict(log_interval=2))
     assert [any(k.startswith('assign/') for k in log) for log in logs] == [False, True, False, True]
     assert {'assign/natural_entropy', 'assign/soft_top1'} <= set(logs[1])
 

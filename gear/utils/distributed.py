@@ -51,6 +51,14 @@ def set_timeout(timeout_s: Optional[float]) -> None:
     _state['timeout_s'] = None if timeout_s is None else float(timeout_s)
 
 
+def new_gloo_group():
+    """A new gloo group over every rank, with the run's collective timeout (a collective call:
+    every rank makes it, in the same order)."""
+    timeout = _state['timeout_s']
+    return dist.new_group(backend='gloo', timeout=None if timeout is None
+                          else datetime.timedelta(seconds=timeout))
+
+
 def ddp_process_group():
     """The group to give ``DistributedDataParallel``: None (the default group), or under
     ``TORCH_DISTRIBUTED_DEBUG=DETAIL`` with gloo a plain gloo group (made once, on every rank)."""
@@ -62,10 +70,7 @@ def ddp_process_group():
         level = dist.get_debug_level()
         dist.set_debug_level(dist.DebugLevel.INFO)  # new groups are wrapped only at DETAIL
         try:
-            timeout = _state['timeout_s']
-            _state['ddp_group'] = dist.new_group(
-                backend='gloo',
-                timeout=None if timeout is None else datetime.timedelta(seconds=timeout))
+            _state['ddp_group'] = new_gloo_group()
         finally:
             dist.set_debug_level(level)
     return _state['ddp_group']

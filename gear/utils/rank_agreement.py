@@ -15,14 +15,12 @@ all take the element-wise maximum:
   process).
 - ``cpu_barrier()``: every rank waits for the others (e.g. for rank 0 to finish a write).
 """
-import datetime
 from typing import List, Sequence
 
 import torch
 import torch.distributed as dist
 
-from .distributed import _state as _dist_state
-from .distributed import is_distributed
+from .distributed import is_distributed, new_gloo_group
 
 _groups = {}  # id(default group) -> (default group, gloo group)
 
@@ -35,10 +33,7 @@ def cpu_group():
         return world
     cached = _groups.get(id(world))
     if cached is None or cached[0] is not world:
-        timeout = _dist_state['timeout_s']
-        group = dist.new_group(backend='gloo', timeout=None if timeout is None
-                               else datetime.timedelta(seconds=timeout))
-        cached = _groups[id(world)] = (world, group)
+        cached = _groups[id(world)] = (world, new_gloo_group())
     return cached[1]
 
 

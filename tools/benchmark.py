@@ -42,6 +42,7 @@ from mmengine.optim import build_optim_wrapper  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
 import gear.engine  # noqa: E402,F401  (registers gear's optimizers, wrappers, hooks)
+from gear.utils.device import DEVICE_HELP, default_device  # noqa: E402
 from gear.engine.batch import per_rank_batch  # noqa: E402
 from gear.engine.config_check import check_overrides, read_config  # noqa: E402
 from gear.engine.optim_wrappers import DeferredGradNormMixin  # noqa: E402
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="optimizer type AdamW -> FusedAdamW (fused kernel where supported)")
     parser.add_argument('--peak-tflops', type=float, default=None,
                         help='device peak for MFU, e.g. 989 (H100 SXM bf16 dense)')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', default=default_device(), help=DEVICE_HELP)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default='benchmark.json', help='JSON file to write')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},

@@ -19,6 +19,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import torch  # noqa: E402
 
+from gear.utils.device import DEVICE_HELP, default_device  # noqa: E402
 from gear.apis.loading import load_model  # noqa: E402
 from gear.models.generator import generator_parts  # noqa: E402
 from gear.utils.checkpoint import file_sha256  # noqa: E402
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--top-k', type=int, default=0)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--no-ema', action='store_true')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', default=default_device(), help=DEVICE_HELP)
     parser.add_argument('--out', default='bench.json', help='JSON file to write')
     return parser
 

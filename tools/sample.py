@@ -20,6 +20,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import torch  # noqa: E402
 
+from gear.utils.device import DEVICE_HELP, default_device  # noqa: E402
 from gear.apis.loading import load_model  # noqa: E402
 from gear.models.generator import generator_parts  # noqa: E402
 from gear.utils.checkpoint import file_sha256  # noqa: E402
@@ -40,7 +41,7 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--batch-size', type=int, default=d.batch_size)
     parser.add_argument('--no-ema', action='store_true', help='sample the online weights')
     parser.add_argument('--no-cache', action='store_true', help='no KV cache (reference path)')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', default=default_device(), help=DEVICE_HELP)
 
 
 def settings_from_args(args) -> SamplingSettings:

@@ -17,6 +17,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 from mmengine.config import Config  # noqa: E402
 
+from gear.utils.device import DEVICE_HELP, default_device  # noqa: E402
 from gear.apis.evaluate import PARTS, evaluate_checkpoint, write_results  # noqa: E402
 from gear.evaluation.sampling import SamplingSettings  # noqa: E402
 from gear.evaluation.inception import RESIZE_FILTERS  # noqa: E402
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--no-ema', action='store_true', help='use the online weights')
     parser.add_argument('--no-cache', action='store_true', help='sample without the KV cache')
     parser.add_argument('--grid', action='store_true', help='save a PNG grid of samples')
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--device', default=default_device(), help=DEVICE_HELP)
     return parser
 
 

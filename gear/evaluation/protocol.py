@@ -18,11 +18,11 @@ from gear.utils.checkpoint import file_sha256
 
 from .feature_analysis import evaluation_parts
 from .fid import (ReferenceStats, cache_path, feature_statistics, frechet_distance_from_features,
-                  load_or_compute_reference, reference_key)
+                  load_or_compute_reference, load_reference_npz, reference_key)
 from .generative import compute_generative_metrics
 from .inception import InceptionFeatures
 from .reconstruction import ReconstructionMetric
-from .sampling import SamplingSettings, class_balanced_labels, sample_images, save_grid
+from .sampling import SamplingSettings, sample_images, save_grid, save_npz
 
 PARTS = ('tokenizer', 'generator', 'features')
 
@@ -76,6 +76,33 @@ def dataset_reference(dataset: Dataset, num_images: int, inception: InceptionFea
                                        time_s=time.perf_counter() - start))
 
 
+def npz_reference(path: str, inception: InceptionFeatures, cache_dir: str,
+                  batch_size: int = 100) -> dict:
+    """An ADM reference batch (``VIRTUAL_imagenet256_labeled.npz``) as a ``dataset_reference``:
+    the FID statistics are the file's ``mu`` / ``sigma``, as the ADM evaluator uses them; the
+    features (precision / recall) are this network's of the file's images ``arr_0``, cached by
+    the file's hash (None when the file holds statistics only)."""
+    start, computed = time.perf_counter(), []
+    batch = load_reference_npz(path)  # mu, sigma, num_images (images not read yet)
+    sha = file_sha256(path)[:16]
+    feats = None
+    if batch['num_images']:
+        key = reference_key(f'adm-npz-{sha}', 'arr_0', batch['num_images'], 0, inception)
+
+        def compute() -> Tensor:
+            computed.append(True)
+            images = load_reference_npz(path, load_images=True)['images']  # (N, H, W, 3) uint8
+            return torch.cat([inception(torch.from_numpy(images[i:i + batch_size])
+                                        .permute(0, 3, 1, 2).float() / 127.5 - 1)
+                              for i in range(0, len(images), batch_size)])  # (N, D)
+        feats = load_or_compute_reference(cache_dir, key, compute, with_features=True).features
+    return dict(stats=ReferenceStats(batch['mu'], batch['sigma'], feats),
+                info=dict(file=osp.abspath(path), sha256=sha, kind='adm_npz',
+                          num_images=batch['num_images'], statistics='the file\'s mu / sigma',
+                          features_cached=not computed if feats is not None else None,
+                          time_s=time.perf_counter() - start))
+
+
 def first_images(reference: dict, n: int) -> dict:
     """A ``dataset_reference`` restricted to its first ``n`` images (same network and filter)."""
     feats = reference['stats'].features[:n]  # (n, D)
@@ -84,36 +111,43 @@ def first_images(reference: dict, n: int) -> dict:
 
 
 def evaluate_generator(model: nn.Module, settings: SamplingSettings, reference: Optional[dict],
-                       inception: Optional[InceptionFeatures], num_samples: Optional[int] = None,
-                       per_class: Optional[int] = None, device: str = 'cpu',
-                       fid_method: str = 'auto', inception_error: str = 'no FID network given',
-                       grid_path: Optional[str] = None) -> dict:
-    """Sample class-balanced images and compute FID, precision / recall (and IS when possible).
+                       inception: Optional[InceptionFeatures], labels: Tensor,
+                       device: str = 'cpu', fid_method: str = 'auto',
+                       inception_error: str = 'no FID network given',
+                       grid_path: Optional[str] = None, samples_npz: Optional[str] = None) -> dict:
+    """Sample one image per label and compute FID, precision / recall (and IS when possible).
 
-    ``per_class`` samples per class, or ``num_samples`` cycling the classes, of ``model`` (GEAR
-    or FrozenTokenizerAR on ``device``) against ``reference`` (a ``dataset_reference``); no
-    ``inception``: every metric unavailable with ``inception_error``. ``fid_method``: 'sqrtm',
-    'features', or 'auto' ('features' below 2048 samples). ``grid_path``: a PNG of samples.
+    ``model`` (GEAR or FrozenTokenizerAR on ``device``) samples ``labels`` (N,) against
+    ``reference`` (a ``dataset_reference`` or ``npz_reference``); no ``inception``: every metric
+    unavailable with ``inception_error``. ``fid_method``: 'sqrtm', 'features', or 'auto'
+    ('features' below 2048 samples when the reference has features and is not an ADM file).
+    ``grid_path``: a PNG of samples (one class per row when the labels are class-balanced).
+    ``samples_npz``: also write the samples in the ADM layout, for the official evaluator.
     """
     ar = evaluation_parts(model, settings.use_ema)[1].ar
-    if per_class is None and num_samples is None:
-        raise ValueError('give num_samples or per_class')
-    labels = (class_balanced_labels(ar.num_classes, int(per_class)) if per_class is not None
-              else torch.arange(int(num_samples)) % ar.num_classes)  # (N,)
-    out = dict(settings=settings.to_dict(), num_samples=len(labels), per_class=per_class)
+    out = dict(settings=settings.to_dict(), num_samples=len(labels))
     if inception is None or reference is None:
         names = ('fid', 'precision', 'recall', 'inception_score')
         return dict(out, unavailable=dict.fromkeys(names, inception_error))
     start = time.perf_counter()
     images = sample_images(model, labels, settings, device)  # (N, H, W, 3) uint8
     out['sampling_time_s'] = time.perf_counter() - start
-    if grid_path is not None:  # with per_class: one class per row, up to 10 images each
+    if samples_npz is not None:
+        save_npz(images, labels, samples_npz)
+        out['samples_npz'] = osp.abspath(samples_npz)
+    if grid_path is not None:
+        counts = torch.bincount(labels, minlength=ar.num_classes)  # (C,)
+        balanced = bool((counts == counts[0]).all()) and torch.equal(
+            labels, torch.arange(ar.num_classes).repeat_interleave(int(counts[0])))
+        per_class = int(counts[0]) if balanced else None
         shown = (images.view(ar.num_classes, -1, *images.shape[1:])[:, :10].flatten(0, 1)
                  if per_class else images)  # (C * min(P, 10), H, W, 3)
-        save_grid(shown, grid_path, nrow=min(int(per_class), 10) if per_class else 10)
+        save_grid(shown, grid_path, nrow=min(per_class, 10) if per_class else 10)
         out['grid'] = osp.abspath(grid_path)
     if fid_method == 'auto':  # exact and fast below D samples: no D x D sqrtm
-        small = min(len(labels), len(reference['stats'].features)) < inception.feature_dim
+        feats = reference['stats'].features
+        small = (feats is not None and reference['info'].get('kind') != 'adm_npz'
+                 and min(len(labels), len(feats)) < inception.feature_dim)
         fid_method = 'features' if small else 'sqrtm'
     start = time.perf_counter()
     out.update(compute_generative_metrics(images.split(100), reference['stats'], inception,

@@ -39,6 +39,7 @@ class SamplingSettings:
         batch_size: images per batch (part of the seed schedule, so recorded).
         use_ema: sample with the EMA prior (and the EMA tokenizer for GEAR).
         use_cache: KV-cache decoding (same tokens as without, faster).
+        cfg_interval: -1 guides every token; k >= 0 only tokens 0..k + 1 (LlamaGen's option).
     """
     cfg_scale: float = 1.0
     cfg_schedule: str = 'constant'
@@ -49,6 +50,7 @@ class SamplingSettings:
     batch_size: int = 64
     use_ema: bool = True
     use_cache: bool = True
+    cfg_interval: int = -1
 
     def to_dict(self) -> dict:
         """Every field by name (JSON-serialisable)."""
@@ -56,8 +58,10 @@ class SamplingSettings:
 
     def tag(self) -> str:
         """A short name for output folders, e.g. ``cfg2.0-constant_t1.0_k0_p1.0_seed0_ema``."""
-        return (f'cfg{self.cfg_scale:g}-{self.cfg_schedule}_t{self.temperature:g}_k{self.top_k}'
-                f'_p{self.top_p:g}_seed{self.seed}_{"ema" if self.use_ema else "online"}')
+        interval = f'-int{self.cfg_interval}' if self.cfg_interval >= 0 else ''
+        return (f'cfg{self.cfg_scale:g}-{self.cfg_schedule}{interval}_t{self.temperature:g}'
+                f'_k{self.top_k}_p{self.top_p:g}_seed{self.seed}_'
+                f'{"ema" if self.use_ema else "online"}')
 
 
 def class_balanced_labels(num_classes: int, per_class: int) -> torch.LongTensor:
@@ -65,6 +69,32 @@ def class_balanced_labels(num_classes: int, per_class: int) -> torch.LongTensor:
     if num_classes < 1 or per_class < 1:
         raise ValueError(f'num_classes and per_class must be >= 1, got {num_classes}, {per_class}')
     return torch.arange(num_classes).repeat_interleave(per_class)  # (C * P,)
+
+
+LABEL_MODES = ('balanced', 'uniform', 'cycle')
+
+
+def make_labels(num_classes: int, label_mode: str = 'balanced', per_class: Optional[int] = None,
+                num_samples: Optional[int] = None, seed: int = 0) -> torch.LongTensor:
+    """The (N,) class labels of an evaluation run.
+
+    ``'balanced'``: ``per_class`` of each class in class order (N = C * per_class); ``'uniform'``:
+    ``num_samples`` labels drawn uniformly at random, as the official evaluation does, from a
+    generator seeded ``seed`` (so the same for any batch size and number of processes);
+    ``'cycle'``: ``num_samples`` labels 0, 1, .., C - 1, 0, ..
+    """
+    if label_mode not in LABEL_MODES:
+        raise ValueError(f'label_mode must be one of {LABEL_MODES}, got {label_mode!r}')
+    if label_mode == 'balanced':
+        if per_class is None:
+            raise ValueError("label_mode 'balanced' needs per_class")
+        return class_balanced_labels(num_classes, int(per_class))
+    if num_samples is None or int(num_samples) < 1:
+        raise ValueError(f'label_mode {label_mode!r} needs num_samples >= 1, got {num_samples}')
+    if label_mode == 'cycle':
+        return torch.arange(int(num_samples)) % num_classes  # (N,)
+    generator = torch.Generator().manual_seed(int(seed))
+    return torch.randint(0, num_classes, (int(num_samples),), generator=generator)  # (N,)
 
 
 def to_uint8(x: Tensor) -> Tensor:
@@ -100,7 +130,8 @@ def sample_batches(ar: nn.Module, tokenizer: nn.Module, labels: Tensor, settings
         tokens = generate(ar, cond, cfg_scale=settings.cfg_scale,
                           cfg_schedule=settings.cfg_schedule, temperature=settings.temperature,
                           top_k=settings.top_k, top_p=settings.top_p, generator=generator,
-                          use_cache=settings.use_cache)  # (B, N)
+                          use_cache=settings.use_cache,
+                          cfg_interval=settings.cfg_interval)  # (B, N)
         x = tokenizer.decode_indices(tokens.view(cond.shape[0], side, side))  # (B, 3, H, W)
         yield tokens, to_uint8(x)
 

@@ -66,12 +66,15 @@ def stand_in_net(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope='session')
-def tiny_weights(tmp_path_factory) -> str:
-    """A tiny (untrained) GEAR model saved as a weights file with its arch."""
+def tiny_weights(tmp_path_factory, fashion_mnist_root) -> str:
+    """A tiny (untrained) GEAR model saved as a weights file with its arch and, as
+    ``ExportWeightsHook`` records them, the dataset configs it was trained on."""
     torch.manual_seed(0)
     model = MODELS.build(copy.deepcopy(TINY_GEAR))
     path = str(tmp_path_factory.mktemp('ckpt') / 'final.pth')
-    save_weights(model.state_dict(), path, arch=dict(model=TINY_GEAR))
+    data = {split: dict(TINY_DATA, data_root=fashion_mnist_root, split=split, num_samples=64)
+            for split in ('train', 'test')}
+    save_weights(model.state_dict(), path, arch=dict(model=TINY_GEAR, data=data))
     return path
 
 

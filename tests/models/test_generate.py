@@ -102,3 +102,23 @@ def test_filtering():
     gen = torch.Generator().manual_seed(0)
     draws = torch.stack([sample_logits(logits, top_k=2, generator=gen) for _ in range(200)])
     assert set(draws.flatten().tolist()) == {1, 2}
+
+
+def test_cfg_interval_guides_the_first_tokens_only(model, monkeypatch):
+    """cfg_interval k (LlamaGen's count): tokens 0..k + 1 see u + s * (c - u), later ones c."""
+    import gear.models.ar.sampling as gen_mod
+    seen = []
+    monkeypatch.setattr(gen_mod, 'sample_logits',
+                        lambda logits, *a: seen.append(logits) or logits.argmax(-1))
+    cond = torch.tensor([1, 2])
+    tokens = generate(model, cond, num_tokens=5, cfg_scale=3.0, cfg_interval=1)  # (2, 5)
+    model.eval()
+    with torch.no_grad():
+        c = model(tokens[:, :-1], cond).logits  # (2, 5, V): logits of tokens 0..4
+        u = model(tokens[:, :-1], torch.full_like(cond, 5)).logits  # (2, 5, V)
+    model.train()
+    for step in range(5):
+        want = u[:, step] + 3.0 * (c[:, step] - u[:, step]) if step <= 2 else c[:, step]
+        torch.testing.assert_close(seen[step], want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match='cfg_interval'):
+        generate(model, cond, cfg_scale=2.0, cfg_interval=-2)

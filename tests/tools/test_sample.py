@@ -37,20 +37,20 @@ def test_sample_writes_npz_grid_and_every_setting(weights, tmp_path):
     run_tool(['tools/sample.py', weights, '--out', str(out), '--num-samples', '12',
               '--batch-size', '8', '--cfg-scale', '1.5', '--cfg-schedule', 'linear',
               '--temperature', '0.9', '--top-k', '8', '--top-p', '0.95', '--seed', '3',
-              '--device', 'cpu'])
+              '--cfg-interval', '2', '--device', 'cpu'])
     with np.load(out / 'samples.npz') as f:
         assert f['arr_0'].shape == (12, 16, 16, 3) and f['arr_0'].dtype == np.uint8
         assert f['arr_1'].tolist() == [i % 10 for i in range(12)]
     assert Image.open(out / 'grid.png').size == (10 * 18 + 2, 2 * 18 + 2)  # 10 per row, pad 2
     record = json.loads((out / 'sampling.json').read_text())
     expect = dict(cfg_scale=1.5, cfg_schedule='linear', temperature=0.9, top_k=8, top_p=0.95,
-                  seed=3, batch_size=8, use_ema=True, use_cache=True)
+                  seed=3, batch_size=8, use_ema=True, use_cache=True, cfg_interval=2)
     assert set(expect) == {f.name for f in dataclasses.fields(SamplingSettings)}
     assert {k: record[k] for k in expect} == expect
     with open(weights, 'rb') as f:
         assert record['checkpoint_sha256'] == hashlib.sha256(f.read()).hexdigest()[:16]
     assert record['checkpoint'] == weights and record['num_samples'] == 12
-    assert record['per_class'] is None
+    assert record['per_class'] is None and record['label_mode'] == 'cycle'
     assert record['wall_time_s'] > 0 and record['device'] == 'cpu'
 
 

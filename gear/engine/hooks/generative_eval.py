@@ -78,15 +78,19 @@ class GenerativeEvalHook(Hook):
         if step == self.last_step or not is_main_process() or self.disabled:
             return None
         from gear.evaluation.protocol import evaluate_generator
+        from gear.evaluation.feature_analysis import evaluation_parts
+        from gear.evaluation.sampling import make_labels
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         device = next(model.parameters()).device
         devices = [device] if device.type == 'cuda' else []
         with torch.random.fork_rng(devices=devices):  # training's RNG stream is untouched
             if not self._setup(runner):  # (data loaders draw seeds from the global RNG)
                 return None
+            num_classes = evaluation_parts(model, self.settings.use_ema)[1].ar.num_classes
+            labels = make_labels(num_classes, 'balanced' if self.per_class else 'cycle',
+                                 self.per_class, self.num_samples)  # (N,)
             results = evaluate_generator(model, self.settings, self.reference, self.inception,
-                                         self.num_samples, self.per_class, device,
-                                         self.fid_method)
+                                         labels, device, self.fid_method)
         self.last_step = step
         scalars = {f'{self.prefix}/{k}': float(results[k]) for k in SCALARS if k in results}
         for key, value in scalars.items():

@@ -3,7 +3,10 @@
 ``generate`` follows LlamaGen's ``autoregressive/models/generate.py``: prefill the class
 position(s), then decode one token per step from the static KV cache. With guidance
 (``cfg_scale != 1``) the batch is doubled with the null class and the logits combined as
-``u + s * (c - u)``; with ``cfg_scale == 1`` there is no doubling. ``use_cache=False`` re-runs
+``u + s * (c - u)``; with ``cfg_scale == 1`` there is no doubling. ``cfg_interval`` (LlamaGen's and
+the official GEAR release's option) guides only the first ``cfg_interval + 2`` tokens (the
+prefill token and decode steps ``0..cfg_interval``) and takes the conditional logits after them;
+-1 guides every token. ``use_cache=False`` re-runs
 the whole prefix every step (the reference path): with the same generator it samples the same
 tokens, because every step draws the same random numbers from the same distribution.
 """
@@ -70,7 +73,7 @@ def generate(model: nn.Module, cond: Tensor, num_tokens: Optional[int] = None,
              cfg_scale: float = 1.0, cfg_schedule: str = 'constant', temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0,
              generator: Union[torch.Generator, int, None] = None,
-             use_cache: bool = True) -> Tensor:
+             use_cache: bool = True, cfg_interval: int = -1) -> Tensor:
     """Sample ``num_tokens`` image tokens per label of ``cond`` (B,) -> LongTensor (B, num_tokens).
 
     Args:
@@ -85,12 +88,17 @@ def generate(model: nn.Module, cond: Tensor, num_tokens: Optional[int] = None,
         top_p: nucleus sampling mass (1.0: all).
         generator: a ``torch.Generator`` on ``cond``'s device, an int seed, or None.
         use_cache: KV-cache decoding; False re-runs the full prefix each step.
+        cfg_interval: -1 guides every token; k >= 0 guides tokens 0..k + 1 (LlamaGen's count:
+            the prefill token, then decode steps 0..k) and samples the rest from the
+            conditional logits alone.
     """
     if cfg_schedule not in CFG_SCHEDULES:
         raise ValueError(f'cfg_schedule must be one of {CFG_SCHEDULES}, got {cfg_schedule!r}')
     num_tokens = model.block_size if num_tokens is None else num_tokens
     if not 0 < num_tokens <= model.block_size:
         raise ValueError(f'num_tokens must be in [1, {model.block_size}], got {num_tokens}')
+    if cfg_interval < -1:
+        raise ValueError(f'cfg_interval must be -1 (every token) or >= 0, got {cfg_interval}')
     generator = _as_generator(generator, cond.device)
     bsz, c = cond.shape[0], model.cls_token_num
     guided = cfg_scale != 1.0
@@ -100,6 +108,8 @@ def generate(model: nn.Module, cond: Tensor, num_tokens: Optional[int] = None,
     def next_token(logits: Tensor, step: int) -> Tensor:  # (B or 2B, V) -> (B,)
         if guided:
             cond_logits, uncond_logits = logits.chunk(2)  # (B, V) each
+            if 0 <= cfg_interval < step - 1:  # past the guided tokens
+                return sample_logits(cond_logits, temperature, top_k, top_p, generator)
             scale = cfg_scale_at(step, num_tokens, cfg_scale, cfg_schedule)
             logits = uncond_logits + scale * (cond_logits - uncond_logits)  # (B, V)
         return sample_logits(logits, temperature, top_k, top_p, generator)

@@ -83,6 +83,32 @@ def frechet_distance_from_features(feats1, feats2) -> float:
     return float(diff.dot(diff) + (a * a).sum() + (b * b).sum() - 2 * tr_covmean)
 
 
+def frechet_distance_to_stats(mu1, sigma1, feats2) -> float:
+    """The Frechet distance of N(mu1, sigma1) (e.g. an ADM reference batch's statistics) and the
+    Gaussian of (n2, D) features, exact and fast when n2 < D.
+
+    With centred, scaled features B (n2, D), sigma2 = B^T B and the non-zero eigenvalues of
+    sigma1 sigma2 are those of the symmetric PSD (n2, n2) matrix B sigma1 B^T, so
+    ``tr sqrtm(sigma1 sigma2)`` is the sum of their square roots: no D x D ``sqrtm``. Falls back
+    to ``frechet_distance`` when n2 >= D.
+    """
+    mu1 = np.asarray(mu1, np.float64)
+    sigma1 = np.asarray(sigma1, np.float64)
+    f2 = np.asarray(feats2.cpu() if hasattr(feats2, 'cpu') else feats2, np.float64)
+    if f2.ndim != 2 or f2.shape[1] != mu1.shape[0] or sigma1.shape != (mu1.shape[0],) * 2 \
+            or len(f2) < 2:
+        raise ValueError(f'need mu (D,), sigma (D, D) and (N >= 2, D) features, got '
+                         f'{mu1.shape}, {sigma1.shape} and {f2.shape}')
+    if len(f2) >= f2.shape[1]:
+        return frechet_distance(mu1, sigma1, *feature_statistics(f2))
+    mu2 = f2.mean(0)
+    b = (f2 - mu2) / np.sqrt(len(f2) - 1)  # (n2, D)
+    eig = np.linalg.eigvalsh(b @ sigma1 @ b.T)  # (n2,) >= 0 up to rounding
+    diff = mu1 - mu2
+    return float(diff.dot(diff) + np.trace(sigma1) + (b * b).sum()
+                 - 2 * np.sqrt(np.clip(eig, 0, None)).sum())
+
+
 def reference_key(dataset: str, split: str, num_images: int, resolution: int,
                   inception) -> dict:
     """The cache key of a reference set whose features ``inception`` (an ``InceptionFeatures``)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .fid import (ReferenceStats, feature_statistics, frechet_distance,
-                  frechet_distance_from_features)
+                  frechet_distance_from_features, frechet_distance_to_stats)
 from .precision_recall import precision_recall
 
 
@@ -72,7 +72,10 @@ def compute_generative_metrics(fake_images_iter: Iterable, reference, inception,
         fid_method: ``'sqrtm'``: ``frechet_distance`` on (mu, sigma), the pytorch-fid / ADM
             computation (use it for reported numbers); ``'features'``:
             ``frechet_distance_from_features`` against the real features (same value to
-            rounding, much faster for a few hundred samples; needs real features).
+            rounding, much faster for a few hundred samples; needs real features);
+            ``'stats_features'``: the reference (mu, sigma) against the sample features
+            (``frechet_distance_to_stats``: exact, fast below D samples; for a reference that
+            holds statistics, such as an ADM batch).
 
     Returns:
         dict with ``fid``; ``precision`` and ``recall`` when real features are given;
@@ -82,8 +85,9 @@ def compute_generative_metrics(fake_images_iter: Iterable, reference, inception,
         ``fid_method``.
     """
     ref_mu, ref_sigma, ref_feats = _unpack_reference(reference)
-    if fid_method not in ('sqrtm', 'features'):
-        raise ValueError(f"fid_method must be 'sqrtm' or 'features', got {fid_method!r}")
+    if fid_method not in ('sqrtm', 'features', 'stats_features'):
+        raise ValueError(f"fid_method must be 'sqrtm', 'features' or 'stats_features', got "
+                         f"{fid_method!r}")
     if fid_method == 'features' and ref_feats is None:
         raise ValueError("fid_method='features' needs the real features in `reference`")
     feats, logits, n = [], [], 0
@@ -107,6 +111,8 @@ def compute_generative_metrics(fake_images_iter: Iterable, reference, inception,
     feats = torch.cat(feats)  # (N, 2048) float64
     if fid_method == 'features':
         out = dict(fid=frechet_distance_from_features(ref_feats, feats))
+    elif fid_method == 'stats_features':
+        out = dict(fid=frechet_distance_to_stats(ref_mu, ref_sigma, feats))
     else:
         out = dict(fid=frechet_distance(ref_mu, ref_sigma, *feature_statistics(feats)))
     unavailable = {}

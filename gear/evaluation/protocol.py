@@ -119,8 +119,10 @@ def evaluate_generator(model: nn.Module, settings: SamplingSettings, reference: 
 
     ``model`` (GEAR or FrozenTokenizerAR on ``device``) samples ``labels`` (N,) against
     ``reference`` (a ``dataset_reference`` or ``npz_reference``); no ``inception``: every metric
-    unavailable with ``inception_error``. ``fid_method``: 'sqrtm', 'features', or 'auto'
-    ('features' below 2048 samples when the reference has features and is not an ADM file).
+    unavailable with ``inception_error``. ``fid_method``: 'sqrtm', 'features',
+    'stats_features' or 'auto': below 2048 (D) samples 'features' (both sets' features), or
+    'stats_features' (the reference's mu / sigma) for an ADM file; 'sqrtm' otherwise. All are
+    exact; the fast ones avoid a D x D ``sqrtm``.
     ``grid_path``: a PNG of samples (one class per row when the labels are class-balanced).
     ``samples_npz``: also write the samples in the ADM layout, for the official evaluator.
     """
@@ -145,10 +147,12 @@ def evaluate_generator(model: nn.Module, settings: SamplingSettings, reference: 
         save_grid(shown, grid_path, nrow=min(per_class, 10) if per_class else 10)
         out['grid'] = osp.abspath(grid_path)
     if fid_method == 'auto':  # exact and fast below D samples: no D x D sqrtm
-        feats = reference['stats'].features
-        small = (feats is not None and reference['info'].get('kind') != 'adm_npz'
-                 and min(len(labels), len(feats)) < inception.feature_dim)
-        fid_method = 'features' if small else 'sqrtm'
+        feats, few = reference['stats'].features, len(labels) < inception.feature_dim
+        if reference['info'].get('kind') == 'adm_npz':  # the file's statistics
+            fid_method = 'stats_features' if few else 'sqrtm'
+        else:
+            small = feats is not None and min(len(labels), len(feats)) < inception.feature_dim
+            fid_method = 'features' if small else 'sqrtm'
     start = time.perf_counter()
     out.update(compute_generative_metrics(images.split(100), reference['stats'], inception,
                                           fid_method=fid_method))

@@ -337,3 +337,18 @@ def test_reference_key_and_adm_reference_npz(tmp_path, inception):
         load_reference_npz(str(tmp_path / 'no_stats.npz'))
     with pytest.raises(FileNotFoundError):
         load_reference_npz(str(tmp_path / 'missing.npz'))
+
+
+def test_distance_to_statistics_equals_sqrtm_below_d_samples():
+    """``frechet_distance_to_stats`` (reference mu / sigma against few sample features, no D x D
+    sqrtm) equals the pytorch-fid computation, on real-shaped statistics of rank < D."""
+    from gear.evaluation.fid import frechet_distance_to_stats
+    g = np.random.default_rng(0)
+    ref = g.normal(size=(300, 64)) @ g.normal(size=(64, 64))  # (300, 64): full-rank sigma
+    fake = g.normal(size=(20, 64)) * 0.7 + 0.3  # (20, 64): rank-19 covariance
+    mu, sigma = feature_statistics(ref)
+    exact = frechet_distance(mu, sigma, *feature_statistics(fake))
+    assert frechet_distance_to_stats(mu, sigma, fake) == pytest.approx(exact, rel=1e-7)
+    many = g.normal(size=(100, 64))  # n >= D: the sqrtm path itself
+    assert frechet_distance_to_stats(mu, sigma, many) == pytest.approx(
+        frechet_distance(mu, sigma, *feature_statistics(many)), rel=1e-9)

@@ -127,3 +127,11 @@ def test_stage1_resume_does_not_need_the_stage0_file(trained, tmp_path):
     resumed = run_tool([*gear, '--resume', '--cfg-options', 'train_cfg.max_iters=3', *options])
     assert 'init_from skipped' in resumed.stdout + resumed.stderr
     assert [r['step'] for r in scalars(work_dir) if 'prior/loss_ntp' in r] == [1, 2, 3]
+
+
+def test_final_weights_record_the_dataset_configs(trained, fashion_mnist_root):
+    """``final.pth`` names the datasets it was trained on: evaluation's default reference."""
+    arch = torch.load(trained / 'final.pth', weights_only=True)['arch']
+    assert arch['data']['train']['split'] == 'train' and arch['data']['val']['split'] == 'test'
+    assert arch['data']['val']['type'] == 'FashionMNIST'
+    assert arch['data']['val']['data_root'] == fashion_mnist_root

@@ -19,7 +19,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import torch  # noqa: E402
 
-from gear.apis.cli import add_sampling_args, sampling_settings  # noqa: E402
+from gear.apis.cli import HelpFormatter, add_sampling_args, sampling_settings  # noqa: E402
 from gear.apis.loading import load_model  # noqa: E402
 from gear.models.generator import generator_parts  # noqa: E402
 from gear.utils.checkpoint import file_sha256  # noqa: E402
@@ -29,7 +29,7 @@ from gear.utils.checkpoint import CheckpointError, atomic_write_bytes  # noqa: E
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description='KV cache vs no cache sampling throughput.',
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument('checkpoint', help='final.pth (weights file) or iter_N.pth with --config')
     parser.add_argument('--config', help='config of the run (needed for a training checkpoint)')
     parser.add_argument('--num-images', type=int, default=64, help='labels cycle the classes')

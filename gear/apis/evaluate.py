@@ -38,8 +38,9 @@ class EvaluationSettings:
         sampling: ``SamplingSettings`` (or a dict of its fields).
         label_mode: 'balanced' (``per_class`` of each class), 'uniform' (``num_samples``
             labels at random from the sampling seed: the official gFID protocol) or 'cycle'
-            (``num_samples`` labels 0, 1, .., C - 1, 0, ..).
-        per_class / num_samples: how many samples (see ``label_mode``).
+            (``num_samples`` labels 0, 1, .., C - 1, 0, ..). Default: 'cycle' when only
+            ``num_samples`` is given, else 'balanced'.
+        per_class / num_samples: how many samples (see ``label_mode``; default 50 per class).
         dataset: a DATASETS config of the real images (default: the checkpoint's own, see
             ``gear.apis.reference``): tokenizer images (its first ``tokenizer_images``, default
             its ``num_samples`` or length), the FID reference (the same split without the
@@ -54,8 +55,8 @@ class EvaluationSettings:
         samples_npz: also write the generated samples there (ADM layout).
     """
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
-    label_mode: str = 'balanced'
-    per_class: Optional[int] = 50
+    label_mode: Optional[str] = None
+    per_class: Optional[int] = None
     num_samples: Optional[int] = None
     dataset: Optional[dict] = None
     reference: Optional[str] = None
@@ -72,7 +73,13 @@ class EvaluationSettings:
     def __post_init__(self):
         if isinstance(self.sampling, dict):
             self.sampling = SamplingSettings(**self.sampling)
-        if self.label_mode != 'balanced':
+        if self.label_mode is None:
+            self.label_mode = 'cycle' if self.num_samples and not self.per_class else 'balanced'
+        if self.label_mode == 'balanced':
+            if self.num_samples is not None and self.per_class is None:
+                raise ValueError("label_mode 'balanced' takes per_class, not num_samples")
+            self.per_class, self.num_samples = self.per_class or 50, None
+        else:
             self.per_class = None
         unknown = set(self.parts) - set(PARTS)
         if unknown:

@@ -12,6 +12,7 @@ from mmengine.config import Config
 
 import gear.apis as G
 from gear.apis.publish import publish_model
+from gear.utils.checkpoint import save_weights
 
 from ..apis.test_sampling import GEAR_ARCH, build_trained, write_weights
 from .test_sample import load_tool
@@ -49,6 +50,21 @@ def test_a_weights_file_is_published_with_its_ema_and_loads_back(trained, tmp_pa
     tokenizer = G.load_tokenizer(path)  # the EMA tokenizer
     ema = model.tokenizer_ema.module.state_dict()
     assert all(torch.equal(tokenizer.state_dict()[k], v) for k, v in ema.items())
+
+
+def test_the_recorded_datasets_are_kept(trained, tmp_path):
+    """A release keeps ``arch['data']`` (evaluation's reference) from the weights file, or
+    reads it from the run's config."""
+    model, _ = trained
+    data = dict(test=dict(type='FashionMNIST', data_root='/d', split='test', resolution=16))
+    src = tmp_path / 'final.pth'
+    save_weights(model.state_dict(), str(src), arch=dict(model=GEAR_ARCH, data=data))
+    path, _ = publish_model(str(src), str(tmp_path / 'rel'))
+    assert torch.load(path, weights_only=True)['arch']['data'] == data
+    config = str(tmp_path / 'cfg.py')
+    Config(dict(model=GEAR_ARCH, test_dataloader=dict(dataset=data['test']))).dump(config)
+    path, _ = publish_model(str(src), str(tmp_path / 'rel2'), config=config)
+    assert torch.load(path, weights_only=True)['arch']['data'] == data
 
 
 def test_a_training_checkpoint_loses_its_optimizer_state(trained, tmp_path):

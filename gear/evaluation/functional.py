@@ -1,5 +1,9 @@
 """Image-quality functions on batches in [0, 1]: PSNR and SSIM (Wang et al. 2004, Gaussian
-window 11, sigma 1.5, K1 0.01, K2 0.03, averaged over channels and positions)."""
+window 11, sigma 1.5, K1 0.01, K2 0.03, averaged over channels and positions).
+
+gear's own definitions, on unquantised images: the reconstruction metric reports them as
+``psnr_float`` / ``ssim_gaussian11``; its ``psnr`` / ``ssim`` are LlamaGen's (llamagen_metrics.py).
+"""
 import torch
 import torch.nn.functional as F
 from torch import Tensor

@@ -1,7 +1,7 @@
 """The evaluation protocol's pieces (REFERENCE.md): Inception network, cached real statistics,
 generator metrics (FID, precision / recall, Inception Score) of sampled images, tokenizer metrics
-(L1, PSNR, SSIM, codebook usage, rFID). ``gear.apis.evaluate`` runs them on a checkpoint; the
-``GenerativeEvalHook`` during training.
+(L1, PSNR and SSIM on LlamaGen's protocol and gear's own, codebook usage, rFID).
+``gear.apis.evaluate`` runs them on a checkpoint; the ``GenerativeEvalHook`` during training.
 
 A metric that cannot be computed (no Inception file, a logit-less network) is listed under
 ``unavailable`` with the reason; the rest still runs.
@@ -21,6 +21,7 @@ from .fid import (ReferenceStats, cache_path, feature_statistics, frechet_distan
                   load_or_compute_reference, load_reference_npz, reference_key)
 from .generative import compute_generative_metrics
 from .inception import InceptionFeatures
+from .llamagen_metrics import RECON_PROTOCOL
 from .reconstruction import ReconstructionMetric
 from .sampling import SamplingSettings, sample_images, save_grid, save_npz
 
@@ -168,6 +169,8 @@ def evaluate_tokenizer(model: nn.Module, data: Union[Dataset, DataLoader],
                        device: str = 'cpu', inception_error: str = 'no FID network given') -> dict:
     """Reconstruction L1 / PSNR / SSIM, codebook usage / perplexity / entropy and rFID of the
     (EMA) tokenizer on the first ``max_images`` of ``data`` (a dataset or dataloader).
+    ``psnr`` / ``ssim`` are LlamaGen's, ``psnr_float`` / ``ssim_gaussian11`` gear's own; the
+    results' ``recon_protocol`` says how each was computed.
     ``reference``: a ``dataset_reference`` of the SAME images (cached real features), or None
     to compute them here; without ``inception`` rFID is unavailable (``inception_error``).
     """
@@ -187,7 +190,7 @@ def evaluate_tokenizer(model: nn.Module, data: Union[Dataset, DataLoader],
     finally:
         tokenizer.train(was_training)
     out = dict(metric.compute_metrics(metric.results), num_images=len(metric.results),
-               use_ema=use_ema)
+               use_ema=use_ema, recon_protocol=RECON_PROTOCOL)
     if inception is None:
         return dict(out, unavailable=dict(rfid=inception_error))
     real = reference['stats'].features if reference is not None else torch.cat(real)

@@ -68,8 +68,8 @@ def load_evaluation(study: Study, stage: str) -> Optional[dict]:
     with open(path) as f:
         r = json.load(f)
     tok, gen = r.get('tokenizer', {}), r.get('generator', {})
-    out = {k: tok.get(k) for k in ('psnr', 'rfid', 'l1', 'ssim', 'codebook_usage',
-                                   'codebook_perplexity', 'codebook_entropy')}
+    out = {k: tok.get(k) for k in ('psnr', 'rfid', 'l1', 'ssim', 'psnr_float', 'ssim_gaussian11',
+                                   'codebook_usage', 'codebook_perplexity', 'codebook_entropy')}
     out.update({k: gen.get(k) for k in ('fid', 'precision', 'recall', 'num_samples')})
     for teacher, v in r.get('feature_alignment', {}).get('teachers', {}).items():
         out.update({f'{teacher}/{k}': x for k, x in v.items()})
@@ -235,7 +235,10 @@ def markdown(result: dict, study: Study, command: str) -> str:
     if result['evaluation']:
         cols = sorted({k for ev in result['evaluation'].values() for k in ev if k != 'results'})
         lines += ['', '## Evaluation (EMA weights; tokenizer metrics are of the AR\'s frozen '
-                  'tokenizer)', '', '| AR stage | ' + ' | '.join(cols) + ' |',
+                  'tokenizer)', '', '`psnr` / `ssim`: LlamaGen\'s protocol, `psnr_float` / '
+                  '`ssim_gaussian11`: gear\'s own (docs/evaluation.md); an evaluation without '
+                  '`psnr_float` predates this and its `psnr` / `ssim` are gear\'s own.', '',
+                  '| AR stage | ' + ' | '.join(cols) + ' |',
                   '|---' * (len(cols) + 1) + '|']
         for stage, ev in result['evaluation'].items():
             lines.append(f'| {stage} | ' + ' | '.join(_fmt(ev.get(k)) for k in cols) + ' |')

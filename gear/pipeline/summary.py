@@ -86,8 +86,9 @@ def plot_curves(curves_by_role: Dict[str, dict], path: str) -> None:
 
 HEADLINE = {'generator': ('fid', 'precision', 'recall', 'inception_score', 'num_samples',
                           'fid_method'),
-            'tokenizer': ('rfid', 'l1', 'psnr', 'ssim', 'codebook_usage', 'codebook_perplexity',
-                          'codebook_entropy', 'num_images')}
+            'tokenizer': ('rfid', 'l1', 'psnr', 'ssim', 'psnr_float', 'ssim_gaussian11',
+                          'codebook_usage', 'codebook_perplexity', 'codebook_entropy',
+                          'num_images')}  # psnr / ssim: LlamaGen's protocol (recon_protocol)
 
 
 def evaluation_summary(pipeline: Pipeline) -> Dict[str, object]:

@@ -34,7 +34,11 @@ with the tokenizer its entry names; its REPA projector is not released and stays
 (unused for sampling).
 
 Reconstruction numbers are as published (source in each entry's `Results`); gear has not
-re-measured them (no ImageNet or GPU in its CI).
+re-measured them (no ImageNet or GPU in its CI). gear's `psnr` / `ssim` (validation,
+`tools/test.py`) follow LlamaGen's `reconstruction_vq_ddp.py` (uint8 reconstruction,
+scikit-image's SSIM with `data_range=2.0`), the protocol to compare with these; its own float
+PSNR and Gaussian 11 x 11 SSIM are `psnr_float` / `ssim_gaussian11`
+([docs/evaluation.md](docs/evaluation.md)).
 """
 
 

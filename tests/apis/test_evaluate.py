@@ -16,6 +16,7 @@ from torch import nn
 from gear.apis.evaluate import (build_inception, dataset_reference, evaluate_checkpoint,
                                 evaluate_tokenizer, first_images, write_results)
 from gear.apis.loading import load_model
+from gear.evaluation.llamagen_metrics import RECON_PROTOCOL
 from gear.evaluation.sampling import SamplingSettings, class_balanced_labels, sample_images
 from gear.registry import DATASETS, MODELS
 from gear.utils.checkpoint import save_weights
@@ -117,9 +118,11 @@ def test_results_record_every_setting_and_metric(evaluated, tiny_weights, stand_
     assert (gen['precision'], gen['recall']) == pytest.approx((precision, recall), abs=1e-9)
     assert gen['settings'] == r['sampling'] and gen['reference']['file'] == ref['file']
     tok = r['tokenizer']
-    for key in ('l1', 'psnr', 'ssim', 'codebook_usage', 'codebook_perplexity',
-                'codebook_entropy', 'rfid'):
+    for key in ('l1', 'psnr', 'ssim', 'psnr_float', 'ssim_gaussian11', 'codebook_usage',
+                'codebook_perplexity', 'codebook_entropy', 'rfid'):
         assert math.isfinite(tok[key]), key
+    assert tok['recon_protocol'] == RECON_PROTOCOL  # psnr / ssim: LlamaGen's, named as such
+    assert 'LlamaGen' in tok['recon_protocol']['ssim']
     assert tok['num_images'] == 8 and tok['reference']['first_images'] == 8
     assert tok['reference']['file'] == ref['file']  # the first 8 of the FID reference
     teacher = r['feature_alignment']['teachers']['effnet']

@@ -1,4 +1,6 @@
-"""PSNR / SSIM on known inputs, and the reconstruction metric over a validation set."""
+"""gear's own PSNR / SSIM (``psnr_float`` / ``ssim_gaussian11``) on known inputs, and the
+reconstruction metric over a validation set (LlamaGen's ``psnr`` / ``ssim``:
+test_llamagen_metrics.py)."""
 import math
 
 import torch
@@ -36,5 +38,6 @@ def test_metric_averages_over_all_samples_and_counts_codes():
     metric.process(None, samples[2:])
     out = metric.compute_metrics(metric.results)
     assert math.isclose(out['l1'], 0.1, rel_tol=1e-5)
+    assert {'psnr', 'ssim', 'psnr_float', 'ssim_gaussian11'} <= set(out)
     assert out['codebook_usage'] == 0.5  # codes 0 and 1 of 4
     assert math.isclose(out['codebook_perplexity'], 2.0, rel_tol=1e-5)  # 4 zeros, 4 ones

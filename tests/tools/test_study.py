@@ -58,8 +58,8 @@ def test_every_arm_and_seed_trains_and_the_report_is_written(ran):
         assert entry['results'] == str(work_dir / stage / 'evaluation.json')
         with open(entry['results']) as f:
             full = json.load(f)
-        for key in ('psnr', 'rfid', 'l1', 'ssim', 'codebook_usage', 'codebook_perplexity',
-                    'codebook_entropy'):
+        for key in ('psnr', 'rfid', 'l1', 'ssim', 'psnr_float', 'ssim_gaussian11',
+                    'codebook_usage', 'codebook_perplexity', 'codebook_entropy'):
             assert entry[key] == full['tokenizer'][key], (stage, key)
         for key in ('fid', 'precision', 'recall', 'num_samples'):
             assert entry[key] == full['generator'][key], (stage, key)

@@ -58,6 +58,7 @@ setup(
         'huggingface_hub',                           # the model zoo's downloads
         'pyyaml',                                    # model-index.yml / metafile.yml
         'pillow',
+        'tqdm',                                      # progress bars (gear/utils/progress.py)
         'tensorboard',
         'matplotlib',
         'lpips==0.1.4',                              # LPIPS linear heads (VGG trunk: ImageNet weights)

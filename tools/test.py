@@ -14,6 +14,13 @@ file was trained on; with none of them the tool refuses (``gear.apis.reference``
 samples written as an ADM ``.npz`` for the official TF evaluator. Every setting that moves the
 numbers goes into the results JSON (default: beside the checkpoint, named after the checkpoint
 and the sampling settings).
+
+    torchrun --nproc-per-node 8 tools/test.py CKPT --protocol adm50k --reference REF.npz
+
+Under ``torchrun`` the reference statistics, tokenizer batches, sampling and the Inception pass
+are sharded over the ranks (nccl, one GPU per rank, on CUDA; gloo on the CPU) and gathered; the
+numbers are one process's. Rank 0 prints, writes the files and shows the progress bars
+(stderr; ``--no-progress``).
 """
 import argparse
 import os.path as osp
@@ -23,13 +30,15 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 from mmengine.config import Config  # noqa: E402
 
-from gear.apis.cli import (HelpFormatter, add_label_args, add_sampling_args,  # noqa: E402
-                           label_request, sampling_settings)
+from gear.apis.cli import (HelpFormatter, add_label_args, add_progress_arg,  # noqa: E402
+                           add_sampling_args, label_request, sampling_settings)
 from gear.apis.evaluate import (PARTS, EvaluationSettings, evaluate_checkpoint,  # noqa: E402
                                 write_results)
 from gear.apis.reference import NoReferenceError  # noqa: E402
 from gear.evaluation.inception import RESIZE_FILTERS  # noqa: E402
 from gear.utils.checkpoint import CheckpointError  # noqa: E402
+from gear.utils.distributed import process_group_from_environment  # noqa: E402
+from gear.utils.progress import is_rank_zero  # noqa: E402
 
 PROTOCOLS = dict(adm50k=dict(num_samples=50000, labels='uniform'))
 
@@ -66,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--grid', action='store_true', help='save a PNG grid of samples')
     add_label_args(parser)
     add_sampling_args(parser)
+    add_progress_arg(parser)
     return parser
 
 
@@ -96,13 +106,20 @@ def main(argv=None) -> None:
         analysis_images=args.analysis_images, cache_dir=args.reference_cache,
         inception_weights=args.inception, resize_filter=args.resize_filter,
         fid_method=args.fid_method, parts=args.parts, samples_npz=samples_npz, **labels)
-    try:
-        results = evaluate_checkpoint(
-            checkpoint, config, options, device=args.device,
-            grid_path=osp.splitext(out)[0] + '.png' if args.grid else None)
-    except (CheckpointError, FileNotFoundError, NoReferenceError) as e:
-        sys.exit(f'cannot evaluate {checkpoint}: {e}')
-    results['protocol'] = args.protocol
+    with process_group_from_environment(args.device) as device:
+        try:
+            results = evaluate_checkpoint(
+                checkpoint, config, options, device=device, progress=not args.no_progress,
+                grid_path=osp.splitext(out)[0] + '.png' if args.grid else None)
+        except (CheckpointError, FileNotFoundError, NoReferenceError) as e:
+            sys.exit(f'cannot evaluate {checkpoint}: {e}')
+        if is_rank_zero():
+            report(results, args.protocol, out)
+
+
+def report(results: dict, protocol, out: str) -> None:
+    """Write the results JSON and print the headline numbers (rank 0)."""
+    results['protocol'] = protocol
     write_results(out, results)
     for section in ('tokenizer', 'generator'):
         metrics = {k: v for k, v in results.get(section, {}).items()

@@ -47,6 +47,12 @@ def add_sampling_args(parser: argparse.ArgumentParser, device: bool = True) -> N
         group.add_argument('--device', default=default_device(), help=DEVICE_HELP)
 
 
+def add_progress_arg(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress``: no tqdm bars (they go to stderr, on rank 0 only)."""
+    parser.add_argument('--no-progress', action='store_true',
+                        help='no progress bars (tqdm on stderr, rank 0; images/s and ETA)')
+
+
 def add_label_args(parser: argparse.ArgumentParser, per_class: int = 50) -> None:
     """How many images, of which classes: ``--per-class`` / ``--num-samples`` / ``--labels``."""
     group = parser.add_argument_group('labels')

@@ -7,6 +7,10 @@ The pieces are in ``gear.evaluation.protocol``.
 Real statistics are cached per (dataset, split, count, resolution, resize filter, network
 file). A metric that cannot be computed (no Inception file, a logit-less network, no prior) is
 listed under ``unavailable`` with the reason; the rest of the evaluation still runs.
+
+Under ``torchrun`` every rank calls ``evaluate_checkpoint``: reference statistics, tokenizer
+batches, sampling and the Inception pass are sharded over the ranks and gathered (every rank
+gets the same results, ``world_size`` records how many); rank 0 logs and writes the files.
 """
 import dataclasses
 import datetime
@@ -25,6 +29,8 @@ from gear.evaluation.protocol import (PARTS, build_inception, dataset_reference,
 from gear.evaluation.sampling import SamplingSettings, make_labels
 from gear.registry import DATASETS
 from gear.utils.checkpoint import atomic_write_bytes, file_sha256
+from gear.utils.distributed import world_size
+from gear.utils.progress import is_rank_zero
 from gear.version import __version__
 
 from .loading import load_model
@@ -110,14 +116,17 @@ def model_resolution(model: nn.Module) -> int:
 def evaluate_checkpoint(checkpoint: str, config: Optional[str] = None,
                         settings: Union[EvaluationSettings, dict, None] = None, *,
                         device: str = 'cpu', grid_path: Optional[str] = None, log=print,
-                        **options) -> dict:
+                        progress: bool = True, **options) -> dict:
     """Tokenizer, generator and feature-alignment evaluation of one checkpoint -> results dict.
 
     ``settings``: an ``EvaluationSettings`` (or a dict of its fields); keyword ``options``
     (its fields) override it. Raises ``NoReferenceError`` when there are no real images to
-    compare with (``gear.apis.reference``).
+    compare with (``gear.apis.reference``). ``log`` runs on rank 0 only; ``progress``: tqdm
+    bars on stderr (rank 0). In a process group every rank must call this (the work is
+    sharded over the ranks, see the module docstring).
     """
     start = time.perf_counter()
+    log = log if is_rank_zero() else (lambda *args: None)
     opts = EvaluationSettings.from_options(settings, **options)
     sampling, parts = opts.sampling, opts.parts
     model = load_model(checkpoint, config, device)
@@ -135,7 +144,8 @@ def evaluate_checkpoint(checkpoint: str, config: Optional[str] = None,
         real_data=real.to_dict(),
         inception=dict(file=inception.weights_path, sha256=inception.feature_network_sha256[:16],
                        **inception.settings()) if inception else dict(unavailable=error),
-        reference=None, device=str(device), unavailable={})
+        reference=None, device=str(device),
+        world_size=world_size(), unavailable={})
     unavailable, reference = results['unavailable'], None
     ref_data, n_tok = None, 0
     if real.dataset is not None:
@@ -150,12 +160,12 @@ def evaluate_checkpoint(checkpoint: str, config: Optional[str] = None,
     if inception is not None and has_prior and 'generator' in parts:
         if real.npz is not None:
             log(f'[evaluate] FID reference: {real.npz} (ADM reference batch)')
-            reference = npz_reference(real.npz, inception, opts.cache_dir)
+            reference = npz_reference(real.npz, inception, opts.cache_dir, progress=progress)
         else:
             log(f'[evaluate] FID reference: {opts.reference_images} images of '
                 f'{real.dataset["type"]}')
             reference = dataset_reference(ref_data, opts.reference_images, inception,
-                                          opts.cache_dir)
+                                          opts.cache_dir, progress=progress)
         results['reference'] = reference['info']
     no_images = f'no real images: the reference {real.npz} holds statistics; give a dataset'
     if 'tokenizer' in parts and ref_data is None:
@@ -165,11 +175,11 @@ def evaluate_checkpoint(checkpoint: str, config: Optional[str] = None,
         sliced = (reference is not None and real.npz is None
                   and n_tok <= len(reference['stats'].features))
         tok_ref = (first_images(reference, n_tok) if sliced else
-                   dataset_reference(ref_data, n_tok, inception, opts.cache_dir)
-                   if inception else None)
+                   dataset_reference(ref_data, n_tok, inception, opts.cache_dir,
+                                     progress=progress) if inception else None)
         results['tokenizer'] = evaluate_tokenizer(model, ref_data, inception, tok_ref,
                                                   sampling.use_ema, n_tok, device=device,
-                                                  inception_error=error)
+                                                  inception_error=error, progress=progress)
     if 'generator' in parts and not has_prior:
         unavailable['generator'] = f'{type(model).__name__} has no AR prior'
     elif 'generator' in parts:
@@ -180,7 +190,7 @@ def evaluate_checkpoint(checkpoint: str, config: Optional[str] = None,
             f'{sampling.to_dict()}')
         results['generator'] = evaluate_generator(model, sampling, reference, inception, labels,
                                                   device, opts.fid_method, error, grid_path,
-                                                  opts.samples_npz)
+                                                  opts.samples_npz, progress)
         results['num_samples'] = results['generator']['num_samples']
     if 'features' in parts and not (has_prior and getattr(model, 'teachers', None)):
         unavailable['feature_alignment'] = f'{type(model).__name__} has no prior and teachers'

@@ -7,7 +7,9 @@ an imaginary part is dropped when the diagonal's is below 1e-3 and is an error o
 Reference statistics are cached as ``.npz`` files named by a hash of everything that changes
 them (dataset, split, number of images, resolution, resize filter, feature network file hash),
 written atomically; a cache file that does not load, has the wrong shapes or non-finite values,
-or was written for another key is recomputed with a warning, never used.
+or was written for another key is recomputed with a warning, never used. Among the ranks of a
+process group the cache is used only when every rank reads it; otherwise every rank takes part
+in the (sharded) computation and rank 0 alone writes the file.
 """
 import hashlib
 import json
@@ -20,6 +22,8 @@ import numpy as np
 import scipy.linalg
 
 from gear.utils.checkpoint import atomic_open
+
+from .sharding import Shard, all_agree, barrier
 
 
 class ReferenceStats(NamedTuple):
@@ -149,7 +153,7 @@ def _read_cache(path: str, key: dict) -> ReferenceStats:
 
 
 def load_or_compute_reference(cache_dir: str, key: dict, compute_fn: Callable,
-                              with_features: bool = False):
+                              with_features: bool = False, shard: Shard = Shard()):
     """Reference statistics from the cache, or from ``compute_fn()`` (then cached).
 
     Args:
@@ -159,19 +163,25 @@ def load_or_compute_reference(cache_dir: str, key: dict, compute_fn: Callable,
         compute_fn: no-argument callable returning (N, D) features, or a ``(mu, sigma)`` pair.
         with_features: also cache and return the features (for precision / recall); a cached
             file without them is recomputed.
+        shard: this rank's ``Shard`` when every rank calls this and ``compute_fn`` is a
+            collective (the sharded feature pass): the ranks agree on a cache hit, rank 0
+            writes the file, and every rank returns once it is written.
 
     Returns:
         ``(mu, sigma)``, or ``ReferenceStats(mu, sigma, features)`` when ``with_features``.
     """
     path = cache_path(cache_dir, key)
+    stats = None
     if osp.exists(path):
         try:
             stats = _read_cache(path, key)
             if with_features and stats.features is None:
                 raise ValueError('no features stored (precision / recall need them)')
-            return stats if with_features else (stats.mu, stats.sigma)
         except ValueError as e:
+            stats = None
             warnings.warn(f'FID reference cache {path} is invalid ({e}); recomputing it')
+    if all_agree(stats is not None, shard):  # every rank read it (before rank 0 writes)
+        return stats if with_features else (stats.mu, stats.sigma)
     out = compute_fn()
     if isinstance(out, (tuple, list)) and len(out) == 2:
         mu, sigma = (np.asarray(a, np.float64) for a in out)
@@ -184,8 +194,10 @@ def load_or_compute_reference(cache_dir: str, key: dict, compute_fn: Callable,
     arrays = dict(mu=mu, sigma=sigma, key=np.array(json.dumps(key, sort_keys=True, default=str)))
     if with_features:
         arrays['features'] = feats
-    with atomic_open(path) as f:
-        np.savez(f, **arrays)
+    if shard.is_main:
+        with atomic_open(path) as f:
+            np.savez(f, **arrays)
+    barrier(shard)
     return ReferenceStats(mu, sigma, feats) if with_features else (mu, sigma)
 
 

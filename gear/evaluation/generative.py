@@ -3,15 +3,19 @@ and recall, Inception Score, with the settings that must be reported beside them
 
 ``compute_generative_metrics`` is a plain helper (the sampling loop feeds it batches); a metric
 that cannot be computed is listed under ``unavailable`` with the reason instead of a number.
+Its Inception pass can be sharded over the ranks of a process group (``sharding.py``).
 """
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
+from gear.utils.progress import progress_bar
+
 from .fid import (ReferenceStats, feature_statistics, frechet_distance,
                   frechet_distance_from_features, frechet_distance_to_stats)
 from .precision_recall import precision_recall
+from .sharding import Shard, map_in_order
 
 
 def inception_score(logits, split_size: int = 5000) -> float:
@@ -54,10 +58,25 @@ def _unpack_reference(reference):
     return tuple(reference)
 
 
+def _capped(batches: Iterable, max_samples: Optional[int]) -> Iterator[torch.Tensor]:
+    """The batches in [-1, 1], cut after ``max_samples`` images (empty batches end it)."""
+    n = 0
+    for batch in batches:
+        x = _to_model_range(batch)
+        if max_samples is not None:
+            x = x[:max_samples - n]
+        if len(x) == 0:
+            return
+        yield x
+        n += len(x)
+        if max_samples is not None and n >= max_samples:
+            return
+
+
 def compute_generative_metrics(fake_images_iter: Iterable, reference, inception,
                                k: int = 3, is_split_size: int = 5000,
-                               max_samples: Optional[int] = None, fid_method: str = 'sqrtm'
-                               ) -> Dict:
+                               max_samples: Optional[int] = None, fid_method: str = 'sqrtm',
+                               progress: bool = False, shard: Shard = Shard()) -> Dict:
     """FID (and precision / recall / IS where possible) of generated images.
 
     Args:
@@ -76,6 +95,11 @@ def compute_generative_metrics(fake_images_iter: Iterable, reference, inception,
             ``'stats_features'``: the reference (mu, sigma) against the sample features
             (``frechet_distance_to_stats``: exact, fast below D samples; for a reference that
             holds statistics, such as an ADM batch).
+        progress: a tqdm bar of the Inception pass (rank 0; its total is known when
+            ``fake_images_iter`` is a list or tuple of batches).
+        shard: this rank's ``Shard``: rank r computes the features of batches r, r + W, ..
+            and every rank gathers all of them in order (every rank must pass the same
+            batches); the default computes all here.
 
     Returns:
         dict with ``fid``; ``precision`` and ``recall`` when real features are given;
@@ -90,22 +114,21 @@ def compute_generative_metrics(fake_images_iter: Iterable, reference, inception,
                          f"{fid_method!r}")
     if fid_method == 'features' and ref_feats is None:
         raise ValueError("fid_method='features' needs the real features in `reference`")
+    def features(x: torch.Tensor):  # (B, 2048) and (B, C) logits or None
+        return inception(x, return_logits=True) if inception.has_logits else (inception(x), None)
+
+    total = (sum(len(b) for b in fake_images_iter) if isinstance(fake_images_iter, Sequence)
+             else max_samples)
+    if total is not None and max_samples is not None:
+        total = min(total, max_samples)
     feats, logits, n = [], [], 0
-    for batch in fake_images_iter:
-        x = _to_model_range(batch)
-        if max_samples is not None:
-            x = x[:max_samples - n]
-        if len(x) == 0:
-            break
-        if inception.has_logits:
-            f, lg = inception(x, return_logits=True)  # (B, 2048), (B, C)
-            logits.append(lg)
-        else:
-            f = inception(x)  # (B, 2048)
-        feats.append(f)
-        n += len(x)
-        if max_samples is not None and n >= max_samples:
-            break
+    with progress_bar(total, 'features', progress) as bar:
+        for f, lg in map_in_order(features, _capped(fake_images_iter, max_samples), shard):
+            feats.append(f)
+            if lg is not None:
+                logits.append(lg)
+            n += len(f)
+            bar.update(len(f))
     if n < 2:
         raise ValueError(f'need at least 2 generated samples, got {n}')
     feats = torch.cat(feats)  # (N, 2048) float64

@@ -5,16 +5,22 @@ generator metrics (FID, precision / recall, Inception Score) of sampled images, 
 
 A metric that cannot be computed (no Inception file, a logit-less network) is listed under
 ``unavailable`` with the reason; the rest still runs.
+
+Under ``torchrun`` every piece shards its batches over the ranks (``sharding.py``: rank r takes
+batches r, r + W, ..) and gathers the results in order, so every rank gets one process's numbers;
+only rank 0 writes files (reference caches, sample ``.npz``, grids) and shows progress bars.
+``distributed=False`` runs a piece on this rank alone (``GenerativeEvalHook``: rank 0 only).
 """
 import os.path as osp
 import time
-from typing import Iterator, Optional, Tuple, Union
+from typing import Callable, Iterator, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from gear.utils.checkpoint import file_sha256
+from gear.utils.progress import progress_bar
 
 from .feature_analysis import evaluation_parts
 from .fid import (ReferenceStats, cache_path, feature_statistics, frechet_distance_from_features,
@@ -24,6 +30,7 @@ from .inception import InceptionFeatures
 from .llamagen_metrics import RECON_PROTOCOL
 from .reconstruction import ReconstructionMetric
 from .sampling import SamplingSettings, sample_images, save_grid, save_npz
+from .sharding import Shard, map_in_order
 
 PARTS = ('tokenizer', 'generator', 'features')
 
@@ -54,23 +61,48 @@ def iterate_batches(data: Union[Dataset, DataLoader], batch_size: int = 64,
             return
 
 
+def map_batches(fn: Callable[[Tensor, Tensor], object], data: Union[Dataset, DataLoader],
+                batch_size: int = 64, max_images: Optional[int] = None,
+                shard: Shard = Shard()) -> Iterator:
+    """``fn(images, labels)`` of every ``iterate_batches`` batch, in order, on every rank; rank
+    r computes (and, from a dataset, loads) batches r, r + W, .. only. From a dataloader every
+    rank reads every batch."""
+    if not isinstance(data, Dataset):
+        return map_in_order(lambda b: fn(*b), iterate_batches(data, batch_size, max_images), shard)
+    n = min(int(max_images or len(data)), len(data))
+
+    def load(indices: range) -> Tuple[Tensor, Tensor]:  # as DataLoader(Subset(data, ..)) does
+        batch = default_collate([data[i] for i in indices])
+        return batch['img'].float(), torch.as_tensor(batch['label'])  # (B, 3, H, W), (B,)
+
+    items = [range(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    return map_in_order(lambda indices: fn(*load(indices)), items, shard)
+
+
 def dataset_reference(dataset: Dataset, num_images: int, inception: InceptionFeatures,
                       cache_dir: str, name: Optional[str] = None, split: Optional[str] = None,
-                      batch_size: int = 100) -> dict:
+                      batch_size: int = 100, progress: bool = True,
+                      distributed: Optional[bool] = None) -> dict:
     """Inception statistics and features of the first ``num_images`` of ``dataset``, cached:
     ``dict(stats=ReferenceStats, info=dict(file, sha256, key, cached, time_s))``; ``key`` names
-    the dataset, split, count, resolution, resize filter and network file hash."""
+    the dataset, split, count, resolution, resize filter and network file hash. On a cache
+    miss the features are computed sharded over the ranks (see the module docstring)."""
     n = min(int(num_images), len(dataset))
     name = name or getattr(dataset, 'metainfo', {}).get('dataset_name') or type(dataset).__name__
     key = reference_key(name, split or getattr(dataset, 'split', 'unknown'), n,
                         dataset[0]['img'].shape[-1], inception)
-    computed, start = [], time.perf_counter()
+    computed, start, shard = [], time.perf_counter(), Shard.current(distributed)
 
     def compute() -> Tensor:
         computed.append(True)
-        return torch.cat([inception(x) for x, _ in iterate_batches(dataset, batch_size, n)])
+        feats = []
+        with progress_bar(n, 'reference', progress) as bar:
+            for f in map_batches(lambda x, _: inception(x), dataset, batch_size, n, shard):
+                feats.append(f)  # (B, D)
+                bar.update(len(f))
+        return torch.cat(feats)  # (n, D)
 
-    stats = load_or_compute_reference(cache_dir, key, compute, with_features=True)
+    stats = load_or_compute_reference(cache_dir, key, compute, with_features=True, shard=shard)
     path = cache_path(cache_dir, key)
     return dict(stats=stats, info=dict(file=osp.abspath(path), sha256=file_sha256(path)[:16],
                                        key=key, cached=not computed,
@@ -78,12 +110,13 @@ def dataset_reference(dataset: Dataset, num_images: int, inception: InceptionFea
 
 
 def npz_reference(path: str, inception: InceptionFeatures, cache_dir: str,
-                  batch_size: int = 100) -> dict:
+                  batch_size: int = 100, progress: bool = True,
+                  distributed: Optional[bool] = None) -> dict:
     """An ADM reference batch (``VIRTUAL_imagenet256_labeled.npz``) as a ``dataset_reference``:
     the FID statistics are the file's ``mu`` / ``sigma``, as the ADM evaluator uses them; the
     features (precision / recall) are this network's of the file's images ``arr_0``, cached by
-    the file's hash (None when the file holds statistics only)."""
-    start, computed = time.perf_counter(), []
+    the file's hash (None when the file holds statistics only), computed sharded."""
+    start, computed, shard = time.perf_counter(), [], Shard.current(distributed)
     batch = load_reference_npz(path)  # mu, sigma, num_images (images not read yet)
     sha = file_sha256(path)[:16]
     feats = None
@@ -93,10 +126,16 @@ def npz_reference(path: str, inception: InceptionFeatures, cache_dir: str,
         def compute() -> Tensor:
             computed.append(True)
             images = load_reference_npz(path, load_images=True)['images']  # (N, H, W, 3) uint8
-            return torch.cat([inception(torch.from_numpy(images[i:i + batch_size])
-                                        .permute(0, 3, 1, 2).float() / 127.5 - 1)
-                              for i in range(0, len(images), batch_size)])  # (N, D)
-        feats = load_or_compute_reference(cache_dir, key, compute, with_features=True).features
+            feats = []
+            with progress_bar(len(images), 'reference', progress) as bar:
+                for f in map_in_order(lambda i: inception(
+                        torch.from_numpy(images[i:i + batch_size]).permute(0, 3, 1, 2).float()
+                        / 127.5 - 1), range(0, len(images), batch_size), shard):  # (B, D)
+                    feats.append(f)
+                    bar.update(len(f))
+            return torch.cat(feats)  # (N, D)
+        feats = load_or_compute_reference(cache_dir, key, compute, with_features=True,
+                                          shard=shard).features
     return dict(stats=ReferenceStats(batch['mu'], batch['sigma'], feats),
                 info=dict(file=osp.abspath(path), sha256=sha, kind='adm_npz',
                           num_images=batch['num_images'], statistics='the file\'s mu / sigma',
@@ -115,7 +154,8 @@ def evaluate_generator(model: nn.Module, settings: SamplingSettings, reference: 
                        inception: Optional[InceptionFeatures], labels: Tensor,
                        device: str = 'cpu', fid_method: str = 'auto',
                        inception_error: str = 'no FID network given',
-                       grid_path: Optional[str] = None, samples_npz: Optional[str] = None) -> dict:
+                       grid_path: Optional[str] = None, samples_npz: Optional[str] = None,
+                       progress: bool = True, distributed: Optional[bool] = None) -> dict:
     """Sample one image per label and compute FID, precision / recall (and IS when possible).
 
     ``model`` (GEAR or FrozenTokenizerAR on ``device``) samples ``labels`` (N,) against
@@ -126,17 +166,21 @@ def evaluate_generator(model: nn.Module, settings: SamplingSettings, reference: 
     exact; the fast ones avoid a D x D ``sqrtm``.
     ``grid_path``: a PNG of samples (one class per row when the labels are class-balanced).
     ``samples_npz``: also write the samples in the ADM layout, for the official evaluator.
+    Sampling and the Inception pass are sharded over the ranks (``distributed``: see
+    ``sample_images``); rank 0 writes the files.
     """
     ar = evaluation_parts(model, settings.use_ema)[1].ar
     out = dict(settings=settings.to_dict(), num_samples=len(labels))
     if inception is None or reference is None:
         names = ('fid', 'precision', 'recall', 'inception_score')
         return dict(out, unavailable=dict.fromkeys(names, inception_error))
-    start = time.perf_counter()
-    images = sample_images(model, labels, settings, device)  # (N, H, W, 3) uint8
+    start, shard = time.perf_counter(), Shard.current(distributed)
+    images = sample_images(model, labels, settings, device, progress,
+                           shard.world_size > 1)  # (N, H, W, 3) uint8
     out['sampling_time_s'] = time.perf_counter() - start
     if samples_npz is not None:
-        save_npz(images, labels, samples_npz)
+        if shard.is_main:
+            save_npz(images, labels, samples_npz)
         out['samples_npz'] = osp.abspath(samples_npz)
     if grid_path is not None:
         counts = torch.bincount(labels, minlength=ar.num_classes)  # (C,)
@@ -145,7 +189,8 @@ def evaluate_generator(model: nn.Module, settings: SamplingSettings, reference: 
         per_class = int(counts[0]) if balanced else None
         shown = (images.view(ar.num_classes, -1, *images.shape[1:])[:, :10].flatten(0, 1)
                  if per_class else images)  # (C * min(P, 10), H, W, 3)
-        save_grid(shown, grid_path, nrow=min(per_class, 10) if per_class else 10)
+        if shard.is_main:
+            save_grid(shown, grid_path, nrow=min(per_class, 10) if per_class else 10)
         out['grid'] = osp.abspath(grid_path)
     if fid_method == 'auto':  # exact and fast below D samples: no D x D sqrtm
         feats, few = reference['stats'].features, len(labels) < inception.feature_dim
@@ -156,7 +201,8 @@ def evaluate_generator(model: nn.Module, settings: SamplingSettings, reference: 
             fid_method = 'features' if small else 'sqrtm'
     start = time.perf_counter()
     out.update(compute_generative_metrics(images.split(100), reference['stats'], inception,
-                                          fid_method=fid_method))
+                                          fid_method=fid_method, progress=progress,
+                                          shard=shard))
     out.update(metrics_time_s=time.perf_counter() - start, reference=reference['info'])
     return out
 
@@ -166,27 +212,40 @@ def evaluate_tokenizer(model: nn.Module, data: Union[Dataset, DataLoader],
                        inception: Optional[InceptionFeatures] = None,
                        reference: Optional[dict] = None, use_ema: bool = True,
                        max_images: Optional[int] = None, batch_size: int = 64,
-                       device: str = 'cpu', inception_error: str = 'no FID network given') -> dict:
+                       device: str = 'cpu', inception_error: str = 'no FID network given',
+                       progress: bool = True, distributed: Optional[bool] = None) -> dict:
     """Reconstruction L1 / PSNR / SSIM, codebook usage / perplexity / entropy and rFID of the
     (EMA) tokenizer on the first ``max_images`` of ``data`` (a dataset or dataloader).
     ``psnr`` / ``ssim`` are LlamaGen's, ``psnr_float`` / ``ssim_gaussian11`` gear's own; the
     results' ``recon_protocol`` says how each was computed.
     ``reference``: a ``dataset_reference`` of the SAME images (cached real features), or None
     to compute them here; without ``inception`` rFID is unavailable (``inception_error``).
+    The batches are sharded over the ranks (``distributed``: see ``sample_images``).
     """
     tokenizer = evaluation_parts(model, use_ema)[0]
     was_training, _ = tokenizer.training, tokenizer.eval()
     metric = ReconstructionMetric(codebook_size=tokenizer.codebook_size)
     real, fake = [], []
+
+    def reconstruct(x: Tensor, _) -> tuple:  # one batch: (per-image results, fake, real)
+        x_hat, q = tokenizer(x.to(device))  # (B, 3, H, W), indices (B, h, w)
+        part = ReconstructionMetric(codebook_size=tokenizer.codebook_size)
+        part.process(None, [dict(gt_img=g, pred_img=p, indices=i) for g, p, i in
+                            zip(x, x_hat.cpu(), q.indices.cpu())])
+        if inception is None:
+            return part.results, None, None
+        return (part.results, inception(x_hat.clamp(-1, 1)),  # (B, 2048)
+                inception(x) if reference is None else None)
+
+    total = min(int(max_images or len(data)), len(data)) if isinstance(data, Dataset) else None
     try:
-        for x, _ in iterate_batches(data, batch_size, max_images):
-            x_hat, q = tokenizer(x.to(device))  # (B, 3, H, W), indices (B, h, w)
-            metric.process(None, [dict(gt_img=g, pred_img=p, indices=i) for g, p, i in
-                                  zip(x, x_hat.cpu(), q.indices.cpu())])
-            if inception is not None:
-                fake.append(inception(x_hat.clamp(-1, 1)))  # (B, 2048)
-                if reference is None:
-                    real.append(inception(x))
+        with progress_bar(total, 'tokenizer', progress) as bar:
+            for results, f, r in map_batches(reconstruct, data, batch_size, max_images,
+                                             Shard.current(distributed)):
+                metric.results.extend(results)
+                fake += [f] if f is not None else []
+                real += [r] if r is not None else []
+                bar.update(len(results))
     finally:
         tokenizer.train(was_training)
     out = dict(metric.compute_metrics(metric.results), num_images=len(metric.results),

@@ -9,20 +9,26 @@ Tokens come from ``gear.models.ar.generate`` (KV cache, classifier-free guidance
 top-k/p) and are decoded by the tokenizer. Results are reproducible: batch i draws from a
 generator seeded ``seed + i``, so a run is fixed by its settings, batch size included
 (``SamplingSettings.to_dict`` records all of them, as REFERENCE.md's protocol asks).
+
+Under ``torchrun`` (a process group of W > 1 ranks) ``sample_images`` shards by batch: rank r
+samples batches r, r + W, .. and every rank gathers all of them in order (``sharding.py``), so
+the images are those of one process with the same settings.
 """
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Tuple, Union
+from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from gear.models.ar import generate
-from gear.utils.checkpoint import atomic_open
-
 from gear.models.generator import generator_parts
+from gear.utils.checkpoint import atomic_open
+from gear.utils.progress import progress_bar
+
+from .sharding import Shard, map_in_order
 
 
 @dataclass
@@ -113,7 +119,28 @@ def _check(labels: Tensor, settings: SamplingSettings, num_classes: int) -> None
         raise ValueError(f'batch_size must be >= 1, got {settings.batch_size}')
 
 
+def num_batches(labels: Tensor, settings: SamplingSettings) -> int:
+    """Batches of a run: ceil(N / batch_size); batch i holds labels [i * B, (i + 1) * B)."""
+    return -(-labels.numel() // settings.batch_size)
+
+
 @torch.no_grad()
+def sample_batch(ar: nn.Module, tokenizer: nn.Module, labels: Tensor, i: int,
+                 settings: SamplingSettings, device: Union[str, torch.device] = 'cpu'
+                 ) -> Tuple[Tensor, Tensor]:
+    """Batch ``i`` of a run -> (tokens (B, N), uint8 images (B, H, W, 3)) on ``device``: the
+    labels ``[i * batch_size, (i + 1) * batch_size)``, a generator seeded ``seed + i``."""
+    cond = labels[i * settings.batch_size:(i + 1) * settings.batch_size].to(device)  # (B,)
+    side = ar.grid_size  # token grid (h, w) = (side, side)
+    generator = torch.Generator(device=device).manual_seed(settings.seed + i)
+    tokens = generate(ar, cond, cfg_scale=settings.cfg_scale,
+                      cfg_schedule=settings.cfg_schedule, temperature=settings.temperature,
+                      top_k=settings.top_k, top_p=settings.top_p, generator=generator,
+                      use_cache=settings.use_cache, cfg_interval=settings.cfg_interval)  # (B, N)
+    x = tokenizer.decode_indices(tokens.view(cond.shape[0], side, side))  # (B, 3, H, W)
+    return tokens, to_uint8(x)
+
+
 def sample_batches(ar: nn.Module, tokenizer: nn.Module, labels: Tensor, settings: SamplingSettings,
                    device: Union[str, torch.device] = 'cpu') -> Iterator[Tuple[Tensor, Tensor]]:
     """Yield (tokens (B, N), uint8 images (B, H, W, 3)) batch by batch, on ``device``.
@@ -122,23 +149,14 @@ def sample_batches(ar: nn.Module, tokenizer: nn.Module, labels: Tensor, settings
     ``settings.seed + i``.
     """
     _check(labels, settings, ar.num_classes)
-    labels = labels.to(device=device, dtype=torch.long)
-    side = ar.grid_size  # token grid (h, w) = (side, side)
-    for i, start in enumerate(range(0, labels.numel(), settings.batch_size)):
-        cond = labels[start:start + settings.batch_size]  # (B,)
-        generator = torch.Generator(device=device).manual_seed(settings.seed + i)
-        tokens = generate(ar, cond, cfg_scale=settings.cfg_scale,
-                          cfg_schedule=settings.cfg_schedule, temperature=settings.temperature,
-                          top_k=settings.top_k, top_p=settings.top_p, generator=generator,
-                          use_cache=settings.use_cache,
-                          cfg_interval=settings.cfg_interval)  # (B, N)
-        x = tokenizer.decode_indices(tokens.view(cond.shape[0], side, side))  # (B, 3, H, W)
-        yield tokens, to_uint8(x)
+    labels = labels.to(dtype=torch.long)
+    for i in range(num_batches(labels, settings)):
+        yield sample_batch(ar, tokenizer, labels, i, settings, device)
 
 
 def sample_images(model: nn.Module, labels: Tensor, settings: SamplingSettings,
-                  device: Union[str, torch.device] = 'cpu',
-                  progress: Optional[Callable[[int, int], None]] = None) -> Tensor:
+                  device: Union[str, torch.device] = 'cpu', progress: bool = True,
+                  distributed: Optional[bool] = None) -> Tensor:
     """Sample one image per label -> uint8 (N, H, W, 3) on the CPU.
 
     Args:
@@ -146,18 +164,26 @@ def sample_images(model: nn.Module, labels: Tensor, settings: SamplingSettings,
         labels: (N,) class labels.
         settings: the sampling settings; the AR and tokenizer come from ``generator_parts``.
         device: where sampling runs (labels and the random generators go there).
-        progress: called as ``progress(done, total)`` after every batch.
+        progress: a tqdm bar (images/s, ETA) on stderr, rank 0 only.
+        distributed: shard the batches over the process group's ranks and gather them (every
+            rank returns all N images, as one process samples them). None: whenever a group of
+            more than one rank is initialised (then every rank must call this); False: sample
+            all here (e.g. on rank 0 alone).
     """
     ar, tokenizer = generator_parts(model, settings.use_ema)
+    _check(labels, settings, ar.num_classes)
+    labels = labels.to(dtype=torch.long)
+    shard = Shard.current(distributed)
     was_training = tokenizer.training
     tokenizer.eval()
-    images, done = [], 0
+    images = []
     try:
-        for _, batch in sample_batches(ar, tokenizer, labels, settings, device):
-            images.append(batch.cpu())
-            done += batch.shape[0]
-            if progress is not None:
-                progress(done, labels.numel())
+        with progress_bar(labels.numel(), 'sample', progress) as bar:
+            for batch in map_in_order(
+                    lambda i: sample_batch(ar, tokenizer, labels, i, settings, device)[1].cpu(),
+                    range(num_batches(labels, settings)), shard):
+                images.append(batch)  # (B, H, W, 3)
+                bar.update(batch.shape[0])
     finally:
         tokenizer.train(was_training)
     return torch.cat(images)  # (N, H, W, 3)

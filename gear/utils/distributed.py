@@ -14,6 +14,8 @@ an error that names the rank and the collective when one fails.
   one device and dtype (mmengine's runner sends every state-dict entry on its own: hundreds of
   collectives at start-up).
 - ``gathered(module)``: ZeRO-3-partitioned parameters whole for a block (EMA updates, loading).
+- ``process_group_from_environment(device)``: the group of a ``torchrun`` launch for a tool
+  that is not the runner (``tools/sample.py``, ``tools/test.py``), and this rank's device.
 """
 import contextlib
 import datetime
@@ -33,6 +35,11 @@ _state = {'timeout_s': None, 'ddp_group': None}
 def is_distributed() -> bool:
     """True inside a process group of more than one rank."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world_size() -> int:
+    """The number of ranks of the process group (1 without one)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def init_process_group(backend: str, timeout_s: Optional[float] = None) -> None:
@@ -144,3 +151,22 @@ def gathered(module: nn.Module, modifier_rank: Optional[int] = None):
         return contextlib.nullcontext()
     import deepspeed
     return deepspeed.zero.GatheredParameters(params, modifier_rank=modifier_rank)
+
+
+@contextlib.contextmanager
+def process_group_from_environment(device: str, timeout_s: Optional[float] = None):
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1): a process group for the block, nccl with this
+    rank on ``cuda:LOCAL_RANK`` when ``device`` is CUDA, else gloo; yields this rank's device
+    and destroys the group at the end. Outside torchrun (or in an existing group): ``device``
+    unchanged, nothing done."""
+    if int(os.environ.get('WORLD_SIZE', '1')) <= 1 or dist.is_initialized():
+        yield device
+        return
+    if torch.device(device).type == 'cuda':
+        device = f'cuda:{int(os.environ.get("LOCAL_RANK", "0"))}'
+        torch.cuda.set_device(device)
+    init_process_group('nccl' if device.startswith('cuda') else 'gloo', timeout_s)
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()

@@ -2,7 +2,8 @@
 and log ``val/fid``, ``val/precision``, ``val/recall`` (and ``val/inception_score`` where the
 network has logits) to the message hub and the visualizer backends (``scalars.json``).
 
-Computed on the main process only; the global RNG state is restored afterwards, so training
+Computed on the main process only (``distributed=False``: the other ranks keep training, no
+sharding, no progress bar); the global RNG state is restored afterwards, so training
 with and without the hook draws the same random numbers.
 """
 from typing import Optional
@@ -69,7 +70,7 @@ class GenerativeEvalHook(Hook):
         cfg = dict(cfg.to_dict() if hasattr(cfg, 'to_dict') else cfg)
         dataset = DATASETS.build(dict(cfg, num_samples=None) if 'num_samples' in cfg else cfg)
         self.reference = dataset_reference(dataset, self.reference_images, self.inception,
-                                           self.cache_dir)
+                                           self.cache_dir, progress=False, distributed=False)
         runner.logger.info(f'GenerativeEvalHook: reference {self.reference["info"]["file"]}')
         return True
 
@@ -90,7 +91,8 @@ class GenerativeEvalHook(Hook):
             labels = make_labels(num_classes, 'balanced' if self.per_class else 'cycle',
                                  self.per_class, self.num_samples)  # (N,)
             results = evaluate_generator(model, self.settings, self.reference, self.inception,
-                                         labels, device, self.fid_method)
+                                         labels, device, self.fid_method, progress=False,
+                                         distributed=False)
         self.last_step = step
         scalars = {f'{self.prefix}/{k}': float(results[k]) for k in SCALARS if k in results}
         for key, value in scalars.items():

@@ -123,8 +123,9 @@ def report(results: dict, protocol, out: str) -> None:
     write_results(out, results)
     for section in ('tokenizer', 'generator'):
         metrics = {k: v for k, v in results.get(section, {}).items()
-                   if k in ('fid', 'precision', 'recall', 'inception_score', 'rfid', 'l1', 'psnr',
-                            'ssim', 'psnr_float', 'ssim_gaussian11', 'codebook_usage')}
+                   if k in ('fid', 'sfid', 'precision', 'recall', 'inception_score', 'rfid',
+                            'l1', 'psnr', 'ssim', 'psnr_float', 'ssim_gaussian11',
+                            'codebook_usage')}
         print(f'[test] {section}: ' + ', '.join(f'{k} {v:.4g}' for k, v in metrics.items()))
     for name, values in results.get('feature_alignment', {}).get('teachers', {}).items():
         print(f'[test] alignment to {name}: ' +

@@ -27,10 +27,13 @@ from .sharding import Shard, all_agree, barrier
 
 
 class ReferenceStats(NamedTuple):
-    """Statistics of a reference set: ``mu`` (D,), ``sigma`` (D, D), ``features`` (N, D) or None."""
+    """Statistics of a reference set: ``mu`` (D,), ``sigma`` (D, D), ``features`` (N, D) or None,
+    and the sFID statistics of its spatial features, ``mu_s`` (S,) / ``sigma_s`` (S, S) or None."""
     mu: np.ndarray
     sigma: np.ndarray
     features: Optional[np.ndarray] = None
+    mu_s: Optional[np.ndarray] = None
+    sigma_s: Optional[np.ndarray] = None
 
 
 def feature_statistics(features) -> Tuple[np.ndarray, np.ndarray]:
@@ -117,9 +120,12 @@ def reference_key(dataset: str, split: str, num_images: int, resolution: int,
                   inception) -> dict:
     """The cache key of a reference set whose features ``inception`` (an ``InceptionFeatures``)
     extracts."""
-    return dict(dataset=dataset, split=split, num_images=int(num_images),
-                resolution=int(resolution), resize_filter=inception.resize_filter,
-                quantize=inception.quantize, feature_network=inception.feature_network_sha256)
+    key = dict(dataset=dataset, split=split, num_images=int(num_images),
+               resolution=int(resolution), resize_filter=inception.resize_filter,
+               quantize=inception.quantize, feature_network=inception.feature_network_sha256)
+    if getattr(inception, 'has_spatial', False):  # sFID statistics stored too
+        key['spatial'] = True
+    return key
 
 
 def cache_path(cache_dir: str, key: dict) -> str:
@@ -149,7 +155,12 @@ def _read_cache(path: str, key: dict) -> ReferenceStats:
     feats = data.get('features')
     if feats is not None and (feats.ndim != 2 or feats.shape[1] != mu.shape[0]):
         raise ValueError(f'wrong feature shape {feats.shape}')
-    return ReferenceStats(mu.astype(np.float64), sigma.astype(np.float64), feats)
+    mu_s, sigma_s = data.get('mu_s'), data.get('sigma_s')
+    if key.get('spatial') and (mu_s is None or sigma_s is None
+                               or sigma_s.shape != (mu_s.shape[0],) * 2):
+        raise ValueError('no (or malformed) spatial statistics mu_s / sigma_s')
+    return ReferenceStats(mu.astype(np.float64), sigma.astype(np.float64), feats,
+                          *(None if a is None else a.astype(np.float64) for a in (mu_s, sigma_s)))
 
 
 def load_or_compute_reference(cache_dir: str, key: dict, compute_fn: Callable,
@@ -160,7 +171,8 @@ def load_or_compute_reference(cache_dir: str, key: dict, compute_fn: Callable,
         cache_dir: directory of the cache files.
         key: JSON-serialisable dict of everything the statistics depend on (see
             ``reference_key``); its hash names the file.
-        compute_fn: no-argument callable returning (N, D) features, or a ``(mu, sigma)`` pair.
+        compute_fn: no-argument callable returning (N, D) features, a ``(mu, sigma)`` pair, or
+            ``dict(features=(N, D), spatial=(N, S))`` (then ``mu_s`` / ``sigma_s`` are stored).
         with_features: also cache and return the features (for precision / recall); a cached
             file without them is recomputed.
         shard: this rank's ``Shard`` when every rank calls this and ``compute_fn`` is a
@@ -182,7 +194,11 @@ def load_or_compute_reference(cache_dir: str, key: dict, compute_fn: Callable,
             warnings.warn(f'FID reference cache {path} is invalid ({e}); recomputing it')
     if all_agree(stats is not None, shard):  # every rank read it (before rank 0 writes)
         return stats if with_features else (stats.mu, stats.sigma)
-    out = compute_fn()
+    out, spatial = compute_fn(), {}
+    if isinstance(out, dict):
+        if out.get('spatial') is not None:
+            spatial = dict(zip(('mu_s', 'sigma_s'), feature_statistics(out['spatial'])))
+        out = out['features']
     if isinstance(out, (tuple, list)) and len(out) == 2:
         mu, sigma = (np.asarray(a, np.float64) for a in out)
         feats = None
@@ -191,14 +207,16 @@ def load_or_compute_reference(cache_dir: str, key: dict, compute_fn: Callable,
         mu, sigma = feature_statistics(feats)
     if with_features and feats is None:
         raise ValueError('with_features=True needs compute_fn to return features, not (mu, sigma)')
-    arrays = dict(mu=mu, sigma=sigma, key=np.array(json.dumps(key, sort_keys=True, default=str)))
+    arrays = dict(mu=mu, sigma=sigma, key=np.array(json.dumps(key, sort_keys=True, default=str)),
+                  **spatial)
     if with_features:
         arrays['features'] = feats
     if shard.is_main:
         with atomic_open(path) as f:
             np.savez(f, **arrays)
     barrier(shard)
-    return ReferenceStats(mu, sigma, feats) if with_features else (mu, sigma)
+    stats = ReferenceStats(mu, sigma, feats, spatial.get('mu_s'), spatial.get('sigma_s'))
+    return stats if with_features else (mu, sigma)
 
 
 def load_reference_npz(path: str, load_images: bool = False) -> dict:

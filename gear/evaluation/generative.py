@@ -47,15 +47,23 @@ def _to_model_range(batch) -> torch.Tensor:
     return x
 
 
-def _unpack_reference(reference):
-    """(mu, sigma), (mu, sigma, features), ``ReferenceStats`` or a dict -> the three parts."""
-    if isinstance(reference, dict):
-        return reference['mu'], reference['sigma'], reference.get('features')
+def _as_stats(reference) -> ReferenceStats:
+    """(mu, sigma), (mu, sigma, features), ``ReferenceStats`` or a dict (``load_reference_npz``)
+    -> ``ReferenceStats``."""
     if isinstance(reference, ReferenceStats):
-        return reference.mu, reference.sigma, reference.features
-    if len(reference) == 2:
-        return reference[0], reference[1], None
-    return tuple(reference)
+        return reference
+    if isinstance(reference, dict):
+        return ReferenceStats(reference['mu'], reference['sigma'], reference.get('features'),
+                              reference.get('mu_s'), reference.get('sigma_s'))
+    return ReferenceStats(*reference)
+
+
+def _distance(mu, sigma, ref_feats, feats, method: str) -> float:
+    if method == 'features':
+        return frechet_distance_from_features(ref_feats, feats)
+    if method == 'stats_features':
+        return frechet_distance_to_stats(mu, sigma, feats)
+    return frechet_distance(mu, sigma, *feature_statistics(feats))
 
 
 def _capped(batches: Iterable, max_samples: Optional[int]) -> Iterator[torch.Tensor]:
@@ -103,49 +111,55 @@ def compute_generative_metrics(fake_images_iter: Iterable, reference, inception,
 
     Returns:
         dict with ``fid``; ``precision`` and ``recall`` when real features are given;
-        ``inception_score`` when the network has logits; ``unavailable`` (name -> reason) for
+        ``inception_score`` when the network has logits; ``sfid`` when it has spatial features
+        and the reference their statistics; ``unavailable`` (name -> reason) for
         those that could not be computed; and the settings ``num_samples``,
         ``resize_filter``, ``quantize``, ``feature_network`` (sha256[:16] of the network file),
         ``fid_method``.
     """
-    ref_mu, ref_sigma, ref_feats = _unpack_reference(reference)
+    ref = _as_stats(reference)
+    ref_mu, ref_sigma, ref_feats = ref.mu, ref.sigma, ref.features
     if fid_method not in ('sqrtm', 'features', 'stats_features'):
         raise ValueError(f"fid_method must be 'sqrtm', 'features' or 'stats_features', got "
                          f"{fid_method!r}")
     if fid_method == 'features' and ref_feats is None:
         raise ValueError("fid_method='features' needs the real features in `reference`")
-    def features(x: torch.Tensor):  # (B, 2048) and (B, C) logits or None
-        return inception(x, return_logits=True) if inception.has_logits else (inception(x), None)
+    def features(x: torch.Tensor) -> dict:  # features (B, 2048); logits, spatial if any
+        return inception.extract(x)
 
     total = (sum(len(b) for b in fake_images_iter) if isinstance(fake_images_iter, Sequence)
              else max_samples)
     if total is not None and max_samples is not None:
         total = min(total, max_samples)
-    feats, logits, n = [], [], 0
+    parts, n = [], 0
     with progress_bar(total, 'features', progress) as bar:
-        for f, lg in map_in_order(features, _capped(fake_images_iter, max_samples), shard):
-            feats.append(f)
-            if lg is not None:
-                logits.append(lg)
-            n += len(f)
-            bar.update(len(f))
+        for out in map_in_order(features, _capped(fake_images_iter, max_samples), shard):
+            parts.append(out)
+            n += len(out['features'])
+            bar.update(len(out['features']))
     if n < 2:
         raise ValueError(f'need at least 2 generated samples, got {n}')
-    feats = torch.cat(feats)  # (N, 2048) float64
-    if fid_method == 'features':
-        out = dict(fid=frechet_distance_from_features(ref_feats, feats))
-    elif fid_method == 'stats_features':
-        out = dict(fid=frechet_distance_to_stats(ref_mu, ref_sigma, feats))
-    else:
-        out = dict(fid=frechet_distance(ref_mu, ref_sigma, *feature_statistics(feats)))
+    feats = torch.cat([p['features'] for p in parts])  # (N, 2048) float64
+    out = dict(fid=_distance(ref_mu, ref_sigma, ref_feats, feats, fid_method))
     unavailable = {}
+    if not inception.has_spatial:
+        unavailable['sfid'] = (f'feature network {inception.weights_path} gives no spatial '
+                               'features (mixed_6/conv): no sFID')
+    elif ref.mu_s is None:
+        unavailable['sfid'] = 'the reference holds no spatial statistics (mu_s / sigma_s)'
+    else:  # the ADM evaluator's sFID: FID of the spatial features, from statistics
+        spatial = torch.cat([p['spatial'] for p in parts])  # (N, S)
+        few = len(spatial) < spatial.shape[1]
+        out['sfid'] = _distance(ref.mu_s, ref.sigma_s, None, spatial,
+                                'stats_features' if few else 'sqrtm')
     if ref_feats is not None:
         out.update(precision_recall(ref_feats, feats, k=k))
     else:
         reason = 'no real features given (the reference holds statistics only)'
         unavailable.update(precision=reason, recall=reason)
     if inception.has_logits:
-        out['inception_score'] = inception_score(torch.cat(logits), is_split_size)
+        logits = torch.cat([p['logits'] for p in parts])  # (N, C)
+        out['inception_score'] = inception_score(logits, is_split_size)
     else:
         unavailable['inception_score'] = (
             f'feature network {inception.weights_path} has no logits layer (pool3 features only)')

@@ -100,9 +100,12 @@ class InceptionFeatures(FrozenNet):
         feature_dim (int): the size the file's features must have (2048 for the FID network;
             tests use small stand-in networks).
 
-    The file's forward must return (B, 2048) features, or a tuple ``(features, logits)``; with
-    logits ``has_logits`` is True and ``forward(x, return_logits=True)`` gives both (Inception
-    Score needs the 1008-class logits of the TF graph to be comparable with published IS).
+    The file's forward must return (B, 2048) features, a tuple ``(features, logits)``, or
+    ``(features, logits, spatial)``. With logits ``has_logits`` is True and
+    ``forward(x, return_logits=True)`` gives both (Inception Score needs the 1008-class logits of
+    the TF graph to be comparable with published IS). With spatial features (the ADM
+    evaluator's sFID features: the first 7 channels of ``mixed_6/conv``, (B, 7, 17, 17), any
+    shape is flattened) ``has_spatial`` is True and ``extract`` returns them too.
     """
 
     def __init__(self, weights: Optional[str] = None, resize_filter: str = 'bilinear',
@@ -124,17 +127,18 @@ class InceptionFeatures(FrozenNet):
                                    f'network: {e}') from e
         self._sha256 = None
         self.freeze_()
-        self.has_logits = self._probe()
+        self.has_logits, self.has_spatial = self._probe()
 
-    def _probe(self) -> bool:
-        """One forward on a blank image: check the output format, detect logits."""
+    def _probe(self) -> Tuple[bool, bool]:
+        """One forward on a blank image: check the output format, detect logits and spatial
+        features."""
         with torch.inference_mode():
             out = self.net(torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE))
-        feats = out[0] if isinstance(out, (tuple, list)) else out
-        if feats.reshape(1, -1).shape[1] != self.feature_dim:
+        parts = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        if parts[0].reshape(1, -1).shape[1] != self.feature_dim:
             raise RuntimeError(f'{self.weights_path}: expected {self.feature_dim}-d features, got '
-                               f'{tuple(feats.shape)}')
-        return isinstance(out, (tuple, list)) and len(out) > 1
+                               f'{tuple(parts[0].shape)}')
+        return len(parts) > 1, len(parts) > 2
 
     @property
     def feature_network_sha256(self) -> str:
@@ -173,3 +177,17 @@ class InceptionFeatures(FrozenNet):
                 logits.append(out[1].reshape(f.shape[0], -1).double().cpu())  # (b, C)
         feats = torch.cat(feats)
         return (feats, torch.cat(logits)) if return_logits else feats
+
+    @torch.inference_mode()
+    def extract(self, images: torch.Tensor) -> dict:
+        """Everything the network gives for (B, 3, H, W) images in [-1, 1], float64 on the CPU:
+        ``features`` (B, 2048), and ``logits`` (B, C) / ``spatial`` (B, S) when it has them."""
+        device = next(iter(self.net.parameters()), images).device
+        names = ('features', 'logits', 'spatial')[:1 + self.has_logits + self.has_spatial]
+        out = {name: [] for name in names}
+        for chunk in images.split(self.batch_size):
+            parts = self.net(self.preprocess(chunk.to(device)))
+            parts = tuple(parts) if isinstance(parts, (tuple, list)) else (parts,)
+            for name, part in zip(names, parts):
+                out[name].append(part.reshape(chunk.shape[0], -1).double().cpu())  # (b, .)
+        return {name: torch.cat(values) for name, values in out.items()}

@@ -93,14 +93,16 @@ def dataset_reference(dataset: Dataset, num_images: int, inception: InceptionFea
                         dataset[0]['img'].shape[-1], inception)
     computed, start, shard = [], time.perf_counter(), Shard.current(distributed)
 
-    def compute() -> Tensor:
+    def compute() -> dict:
         computed.append(True)
-        feats = []
+        parts = []
         with progress_bar(n, 'reference', progress) as bar:
-            for f in map_batches(lambda x, _: inception(x), dataset, batch_size, n, shard):
-                feats.append(f)  # (B, D)
-                bar.update(len(f))
-        return torch.cat(feats)  # (n, D)
+            for out in map_batches(lambda x, _: inception.extract(x), dataset, batch_size, n,
+                                   shard):
+                parts.append(out)  # features (B, D), spatial (B, S) when the network has them
+                bar.update(len(out['features']))
+        return {k: torch.cat([p[k] for p in parts]) for k in ('features', 'spatial')
+                if k in parts[0]}  # (n, D), (n, S)
 
     stats = load_or_compute_reference(cache_dir, key, compute, with_features=True, shard=shard)
     path = cache_path(cache_dir, key)
@@ -122,6 +124,7 @@ def npz_reference(path: str, inception: InceptionFeatures, cache_dir: str,
     feats = None
     if batch['num_images']:
         key = reference_key(f'adm-npz-{sha}', 'arr_0', batch['num_images'], 0, inception)
+        key.pop('spatial', None)  # the sFID statistics are the file's
 
         def compute() -> Tensor:
             computed.append(True)
@@ -136,8 +139,9 @@ def npz_reference(path: str, inception: InceptionFeatures, cache_dir: str,
             return torch.cat(feats)  # (N, D)
         feats = load_or_compute_reference(cache_dir, key, compute, with_features=True,
                                           shard=shard).features
-    return dict(stats=ReferenceStats(batch['mu'], batch['sigma'], feats),
-                info=dict(file=osp.abspath(path), sha256=sha, kind='adm_npz',
+    stats = ReferenceStats(batch['mu'], batch['sigma'], feats, batch.get('mu_s'),
+                           batch.get('sigma_s'))
+    return dict(stats=stats, info=dict(file=osp.abspath(path), sha256=sha, kind='adm_npz',
                           num_images=batch['num_images'], statistics='the file\'s mu / sigma',
                           features_cached=not computed if feats is not None else None,
                           time_s=time.perf_counter() - start))

@@ -84,7 +84,7 @@ def plot_curves(curves_by_role: Dict[str, dict], path: str) -> None:
     atomic_write_bytes(buf.getvalue(), path)
 
 
-HEADLINE = {'generator': ('fid', 'precision', 'recall', 'inception_score', 'num_samples',
+HEADLINE = {'generator': ('fid', 'sfid', 'precision', 'recall', 'inception_score', 'num_samples',
                           'fid_method'),
             'tokenizer': ('rfid', 'l1', 'psnr', 'ssim', 'psnr_float', 'ssim_gaussian11',
                           'codebook_usage', 'codebook_perplexity', 'codebook_entropy',

@@ -129,7 +129,8 @@ def test_results_record_every_setting_and_metric(evaluated, tiny_weights, stand_
     assert set(teacher) == {'cka_tokenizer', 'cka_ar', 'projector_cosine'}
     # the stand-in network has no logits: IS is unavailable, and says why
     assert 'logits' in r['unavailable']['generator/inception_score']
-    assert set(r['unavailable']) == {'generator/inception_score'}
+    assert 'no spatial features' in r['unavailable']['generator/sfid']  # nor sFID
+    assert set(r['unavailable']) == {'generator/inception_score', 'generator/sfid'}
 
 
 def test_reference_cache_and_rfid_from_it(evaluated, tiny_weights, stand_in_net,

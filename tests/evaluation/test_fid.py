@@ -269,10 +269,10 @@ def test_generative_metrics_with_stand_in_networks(tiny_nets):
     assert same['fid'] == pytest.approx(0, abs=1e-6) and same['precision'] == same['recall'] == 1
     stats_only = compute_generative_metrics([cifar], ref[:2], net, max_samples=7)
     assert stats_only['num_samples'] == 7 and set(stats_only['unavailable']) == {
-        'precision', 'recall', 'inception_score'}
+        'precision', 'recall', 'inception_score', 'sfid'}
     with_logits = InceptionFeatures(tiny_nets[True], feature_dim=16)
     out = compute_generative_metrics([cifar], ref, with_logits)
-    assert with_logits.has_logits and 'unavailable' not in out
+    assert with_logits.has_logits and set(out['unavailable']) == {'sfid'}  # no spatial output
     # IS from the raw network's logits on the TF input, by the definition
     logits = raw_net(tiny_nets[True], tf_input(uint8.permute(0, 3, 1, 2)))[1]  # (10, 5)
     assert out['inception_score'] == pytest.approx(inception_score_by_hand(logits), rel=1e-5)

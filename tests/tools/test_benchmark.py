@@ -96,3 +96,18 @@ def test_benchmark_rejects_bad_arguments(tmp_path):
     proc = run_tool(['tools/benchmark.py', 'configs/ar/ar_vq_tiny_fashionmnist_vqonly.py',
                      '--iters', '0'], check=False)
     assert proc.returncode != 0 and '--iters must be >= 1' in proc.stderr
+
+
+def test_the_peer_sampling_benchmark_names_a_wrong_checkout(tmp_path):
+    """tools/benchmark_sampling_peer.py reads LlamaGen from the checkout the user names; a folder
+    that is not one is an error naming the file it looked for."""
+    import importlib.util
+    import os.path as osp
+
+    from ..conftest import REPO
+    spec = importlib.util.spec_from_file_location(
+        'bench_peer', osp.join(REPO, 'tools', 'benchmark_sampling_peer.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit, match=r'no autoregressive/models/gpt.py'):
+        module.main(['--peer-dir', str(tmp_path)])

@@ -57,9 +57,10 @@ from gear.version import __version__
 
 CORNERS = ('tl', 'tr', 'bl', 'br', 'center')  # torchvision's five_crop order
 TEN_CROP_VIEWS = [f'crop_{c}' for c in CORNERS] + [f'flip_crop_{c}' for c in CORNERS]
-# What must agree for existing codes to be these codes (any mismatch is named).
-KEYS = ('tokenizer_sha256', 'dataset', 'views', 'ten_crop', 'num_items', 'codebook_size',
-        'token_grid')
+# What existing codes must agree on to be these codes (a mismatch is named): the keys, known
+# before anything is encoded; an interrupted extraction also on its shapes and chunks.
+KEYS = ('tokenizer_sha256', 'dataset', 'views', 'ten_crop')
+LAYOUT = ('num_items', 'chunk_size', 'token_grid', 'codebook_size')
 
 
 def _plain(cfg) -> dict:
@@ -117,14 +118,21 @@ def views_of(x: Tensor, ten_crop: Optional[dict], size: int) -> List[Tensor]:
     return crops + [crop.flip(-1) for crop in crops]
 
 
-def _quietly(fn) -> None:
-    logger = MMLogger.get_current_instance()
-    level = logger.level
+def build_model(model_cfg, use_ema: bool, device: str):
+    """The model as training initialises it (``init_from``), in eval mode on ``device``."""
+    model = MODELS.build(model_config(model_cfg, use_ema))
+    if not hasattr(model, 'codes_keys'):
+        raise CodesError(f'model.type: {type(model).__name__} has no frozen tokenizer to '
+                         'extract codes with (FrozenTokenizerAR has)')
+    logger = MMLogger.get_current_instance()  # without a log file mmengine would print every
+    level = logger.level                      # parameter's initialisation
     logger.setLevel(logging.WARNING)
     try:
-        fn()
+        model.init_weights()
     finally:
         logger.setLevel(level)
+    print_log(f'tokenizer: {model.tokenizer_source()}', logger='current')
+    return model.to(device).eval()
 
 
 def _distributed(timeout_s) -> Tuple[int, int]:
@@ -144,21 +152,51 @@ def _from_rank0(value):
     return box[0]
 
 
+def codes_keys(model, source: dict, views: List[str], ten_crop: Optional[dict],
+               feature_dtype: str) -> dict:
+    """What these codes are keyed by (part of their meta.json)."""
+    keys = model.codes_keys()
+    return dict(tokenizer_sha256=keys['tokenizer_sha256'],
+                tokenizer_source=model.tokenizer_source(), dataset=canonical(source),
+                views=list(views), ten_crop=ten_crop,
+                teachers={n: dict(t, dtype=feature_dtype) for n, t in keys['teachers'].items()})
+
+
 def _mismatch(stored: dict, fresh: dict, keys=KEYS) -> List[str]:
+    """'key: stored vs fresh' for each key (and teacher entry of ``fresh``) that differs."""
     diff = [d for k in keys for d in config_diff(stored.get(k), fresh.get(k), k)]
     if sorted(stored['teachers']) != sorted(fresh['teachers']):
-        diff.append(f"teachers: {sorted(stored['teachers'])} vs {sorted(fresh['teachers'])}")
-    else:
-        diff += [f'teachers.{n}.{k}: {stored["teachers"][n][k]!r} vs {fresh["teachers"][n][k]!r}'
-                 for n in sorted(fresh['teachers']) for k in ('fingerprint', 'dtype', 'shape')
-                 if stored['teachers'][n][k] != fresh['teachers'][n][k]]
-    return diff
+        return diff + [f"teachers: {sorted(stored['teachers'])} vs {sorted(fresh['teachers'])}"]
+    return diff + [f'teachers.{n}.{k}: {stored["teachers"][n].get(k)!r} vs {v!r}'
+                   for n, entry in sorted(fresh['teachers'].items())
+                   for k, v in sorted(entry.items()) if k in ('fingerprint', 'dtype', 'shape')
+                   and stored['teachers'][n].get(k) != v]
 
 
-def _prepare(partial: str, meta: dict) -> None:
+def describe_meta(keys: dict, model, dataset, split: str, batch_size: int,
+                  probe: Tensor) -> dict:
+    """meta.json of these codes; shapes from one probe batch of views (V, 3, R, R)."""
+    grid = list(model.tokenizer.encode(probe).indices.shape[1:])  # (h, w)
+    feats = model.teacher_features(probe)  # {name: (V, L, C)}
+    n, v, length = len(dataset), len(keys['views']), grid[0] * grid[1]
+    k = int(model.tokenizer.codebook_size)
+    teachers = {name: dict(keys['teachers'][name], file=f'teacher_{name}.npy',
+                           shape=[n, v, length, int(f.shape[-1])],
+                           computed_dtype=str(f.dtype).replace('torch.', ''))
+                for name, f in feats.items()}
+    return dict(keys, format=FORMAT, version=VERSION, gear_version=__version__, split=split,
+                num_items=n, chunk_size=batch_size, num_chunks=-(-n // batch_size),
+                token_grid=grid, codebook_size=k,
+                indices=dict(file='indices.npy', shape=[n, v, length], dtype=index_dtype(k)),
+                labels=dict(file='labels.npy', shape=[n], dtype='int64'), teachers=teachers,
+                metainfo=canonical(getattr(dataset, 'metainfo', {}) or {}),
+                precision='float32, no autocast')
+
+
+def prepare(partial: str, meta: dict) -> None:
     """Rank 0: allocate a new partial extraction, or check that the one there is this one."""
     if osp.isfile(osp.join(partial, META)):
-        diff = _mismatch(read_meta(partial), meta, KEYS + ('chunk_size',))
+        diff = _mismatch(read_meta(partial), meta, KEYS + LAYOUT)
         if diff:
             raise CodesError(f'{partial} holds an interrupted extraction of other codes ('
                              f'{"; ".join(diff[:3])}: stored vs now); delete it to start over')
@@ -168,38 +206,38 @@ def _prepare(partial: str, meta: dict) -> None:
     if osp.isdir(partial):  # interrupted before its meta.json: nothing in it is usable
         shutil.rmtree(partial)
     os.makedirs(osp.join(partial, DONE_DIR))
-    specs = dict(indices=meta['indices'], labels=meta['labels'], **meta['teachers'])
-    for spec in specs.values():  # sparse files: disk is used as rows are written
-        np.lib.format.open_memmap(osp.join(partial, spec['file']), mode='w+',
+    for spec in (meta['indices'], meta['labels'], *meta['teachers'].values()):
+        np.lib.format.open_memmap(osp.join(partial, spec['file']), mode='w+',  # sparse files
                                   dtype=spec['dtype'], shape=tuple(spec['shape'])).flush()
     write_meta(partial, meta)  # last: its presence says the arrays are allocated
 
 
-def _describe_meta(model, dataset, source: dict, split: str, views: List[str],
-                   ten_crop: Optional[dict], batch_size: int, feature_dtype: str,
-                   probe: Tensor) -> dict:
-    """meta.json of these codes; shapes from one probe batch of views (V, 3, R, R)."""
-    keys = model.codes_keys()
-    grid = list(model.tokenizer.encode(probe).indices.shape[1:])  # (h, w)
-    feats = model.teacher_features(probe)  # {name: (V, L, C)}
-    n, v, length = len(dataset), len(views), grid[0] * grid[1]
-    k = int(model.tokenizer.codebook_size)
-    teachers = {name: dict(keys['teachers'][name], file=f'teacher_{name}.npy',
-                           shape=[n, v, length, int(f.shape[-1])], dtype=feature_dtype,
-                           computed_dtype=str(f.dtype).replace('torch.', ''))
-                for name, f in feats.items()}
-    return dict(format=FORMAT, version=VERSION, gear_version=__version__,
-                tokenizer_sha256=keys['tokenizer_sha256'],
-                tokenizer_source=model.tokenizer_source(),
-                dataset=canonical(source), split=split, views=views, ten_crop=ten_crop,
-                num_items=n, chunk_size=batch_size, num_chunks=-(-n // batch_size),
-                token_grid=grid, codebook_size=k,
-                indices=dict(file='indices.npy', shape=[n, v, length], dtype=index_dtype(k)),
-                labels=dict(file='labels.npy', shape=[n], dtype='int64'),
-                teachers=teachers, metainfo=canonical(getattr(dataset, 'metainfo', {}) or {}),
-                precision='float32, no autocast')
+def encode_chunks(model, dataset, partial: str, meta: dict, chunks: List[int],
+                  num_workers: int, size: int, bar) -> None:
+    """Encode ``chunks`` (each: ``chunk_size`` consecutive items as one batch) into their rows
+    of the arrays in ``partial``; mark each done once its rows are on disk."""
+    arrays = open_arrays(partial, meta, mode='r+')
+    step = meta['chunk_size']
+    rows = [list(range(c * step, min(len(dataset), (c + 1) * step))) for c in chunks]
+    loader = DataLoader(dataset, batch_sampler=rows, num_workers=num_workers,
+                        collate_fn=default_collate)
+    for chunk, index, batch in zip(chunks, rows, loader):
+        data = model.data_preprocessor(batch, False)
+        xs = views_of(data['img'], meta['ten_crop'], size)  # V x (B, 3, R, R)
+        feats = [model.teacher_features(x) for x in xs]  # V x {name: (B, L, C)}
+        where = slice(index[0], index[-1] + 1)
+        arrays['indices'][where] = torch.stack([model.encode(x) for x in xs], 1).cpu().numpy()
+        arrays['labels'][where] = data['label'].cpu().numpy()  # (B, V, L) above, (B,) here
+        for name in meta['teachers']:
+            arrays[f'teacher/{name}'][where] = torch.stack(
+                [f[name] for f in feats], 1).float().cpu().numpy()  # (B, V, L, C)
+        for arr in arrays.values():
+            arr.flush()  # the rows are on disk before the marker says so
+        mark_done(partial, chunk)
+        bar.update(1)
 
 
+@torch.no_grad()
 def extract_codes(cfg, out: Optional[str] = None, *, split: str = 'train', use_ema: bool = True,
                   ten_crop: bool = False, crop_range: float = 1.1, batch_size: int = 64,
                   device: Optional[str] = None, num_workers: Optional[int] = None,
@@ -215,50 +253,25 @@ def extract_codes(cfg, out: Optional[str] = None, *, split: str = 'train', use_e
     if batch_size < 1:
         raise CodesError(f'--batch-size: a positive number of items, got {batch_size}')
     check_deterministic(source, f'{split}_dataloader.dataset')
+    size = int(source.get('resolution') or 0)
+    if ten_crop and not size:
+        raise CodesError(f'--ten-crop: {split}_dataloader.dataset has no resolution to crop to')
+    crop = (dict(crop_range=float(crop_range), crop_size=int(size * crop_range)) if ten_crop
+            else None)
     rank, world = _distributed(((cfg.get('env_cfg') or {}).get('dist_cfg') or {}).get('timeout'))
     device = device or default_device()
     if device == 'cuda' and world > 1:
         device = f'cuda:{os.environ.get("LOCAL_RANK", 0)}'
 
-    model = MODELS.build(model_config(cfg.model, use_ema))
-    if not hasattr(model, 'codes_keys'):
-        raise CodesError(f'model.type: {type(model).__name__} has no frozen tokenizer to '
-                         'extract codes with (FrozenTokenizerAR has)')
-    _quietly(model.init_weights)  # mmengine lists every parameter's init without a log file
-    model = model.to(device).eval()
-    print_log(f'tokenizer: {model.tokenizer_source()}', logger='current')
-    size = int(source.get('resolution') or 0)
-    crop = None
-    if ten_crop:
-        if not size:
-            raise CodesError(f'--ten-crop: {split}_dataloader.dataset has no resolution to crop to')
-        crop = dict(crop_range=float(crop_range), crop_size=int(size * crop_range))
-        dataset = DATASETS.build(dict(source, resolution=crop['crop_size']))
-    else:
-        dataset = DATASETS.build(source)
-    if len(dataset) == 0:
-        raise CodesError(f'{split}_dataloader.dataset is empty: no codes to extract')
-    views = TEN_CROP_VIEWS if ten_crop else ['orig', 'flip']
-
-    def encode_views(batch: dict):
-        data = model.data_preprocessor(batch, False)
-        xs = views_of(data['img'], crop, size)  # V x (B, 3, R, R)
-        tokens = torch.stack([model.encode(x) for x in xs], 1)  # (B, V, L)
-        feats = [model.teacher_features(x) for x in xs]  # V x {name: (B, L, C)}
-        return data['label'], tokens, {n: torch.stack([f[n] for f in feats], 1)  # (B, V, L, C)
-                                       for n in feats[0]}
-
-    with torch.no_grad():  # shapes and dtypes from the views of the first item
-        probe = views_of(model.data_preprocessor(default_collate([dataset[0]]), False)['img'],
-                         crop, size)
-        meta = _describe_meta(model, dataset, source, split, views, crop, batch_size,
-                              feature_dtype, torch.cat(probe))  # (V, 3, R, R)
-    ours, first = meta['tokenizer_sha256'], _from_rank0(meta['tokenizer_sha256'])
-    if first != ours:
-        raise CodesError(f'rank {rank}: the tokenizer hashes {ours}, rank 0\'s {first}: the '
-                         'ranks read different checkpoints')
-    if osp.isfile(osp.join(root, META)):
-        diff = _mismatch(read_meta(root), meta)
+    model = build_model(cfg.model, use_ema, device)
+    keys = codes_keys(model, source, TEN_CROP_VIEWS if ten_crop else ['orig', 'flip'], crop,
+                      feature_dtype)
+    first = _from_rank0(keys['tokenizer_sha256'])
+    if first != keys['tokenizer_sha256']:
+        raise CodesError(f'rank {rank}: the tokenizer hashes {keys["tokenizer_sha256"]}, rank '
+                         f'0\'s {first}: the ranks read different checkpoints')
+    if osp.isfile(osp.join(root, META)):  # complete: these codes, or an error
+        diff = _mismatch(read_meta(root), keys)
         if diff:
             raise CodesError(f'{root} holds other codes ({"; ".join(diff[:3])}: stored vs now); '
                              'delete it or give another --out')
@@ -266,38 +279,28 @@ def extract_codes(cfg, out: Optional[str] = None, *, split: str = 'train', use_e
                   logger='current')
         return root
 
-    partial = partial_dir(root)
-    error = None
+    dataset = DATASETS.build(dict(source, resolution=crop['crop_size']) if crop else source)
+    if len(dataset) == 0:
+        raise CodesError(f'{split}_dataloader.dataset is empty: no codes to extract')
+    first_item = model.data_preprocessor(default_collate([dataset[0]]), False)['img']
+    meta = describe_meta(keys, model, dataset, split, batch_size,
+                         torch.cat(views_of(first_item, crop, size)))  # probe (V, 3, R, R)
+    partial, error = partial_dir(root), None
     if rank == 0:
         try:
-            _prepare(partial, meta)
+            prepare(partial, meta)
         except (CodesError, OSError) as e:
             error = str(e)
     error = _from_rank0(error)
     if error:
         raise CodesError(error)
-    arrays = open_arrays(partial, read_meta(partial), mode='r+')
     done = done_chunks(partial)
     mine = [c for c in range(rank, meta['num_chunks'], world) if c not in done]
-    rows = [list(range(c * batch_size, min(len(dataset), (c + 1) * batch_size))) for c in mine]
     workers = num_workers if num_workers is not None else (
         (cfg.get(f'{split}_dataloader') or {}).get('num_workers', 0))
-    loader = DataLoader(dataset, batch_sampler=rows, num_workers=workers,
-                        collate_fn=default_collate)
-    bar = tqdm(total=len(mine), desc=f'codes rank 0/{world}', disable=rank != 0 or not progress)
-    with torch.no_grad():
-        for chunk, index, batch in zip(mine, rows, loader):
-            labels, tokens, feats = encode_views(batch)
-            sl = slice(index[0], index[-1] + 1)
-            arrays['indices'][sl] = tokens.cpu().numpy()
-            arrays['labels'][sl] = labels.cpu().numpy()
-            for name, f in feats.items():
-                arrays[f'teacher/{name}'][sl] = f.float().cpu().numpy()
-            for arr in arrays.values():
-                arr.flush()  # the rows are on disk before the marker says so
-            mark_done(partial, chunk)
-            bar.update(1)
-    bar.close()
+    with tqdm(total=len(mine), desc=f'codes rank 0/{world}',
+              disable=rank != 0 or not progress) as bar:
+        encode_chunks(model, dataset, partial, read_meta(partial), mine, workers, size, bar)
     if world > 1:
         dist.barrier()
     if rank == 0:

@@ -206,7 +206,18 @@ def prepare(partial: str, meta: dict) -> None:
     if osp.isdir(partial):  # interrupted before its meta.json: nothing in it is usable
         shutil.rmtree(partial)
     os.makedirs(osp.join(partial, DONE_DIR))
-    for spec in (meta['indices'], meta['labels'], *meta['teachers'].values()):
+    specs = (meta['indices'], meta['labels'], *meta['teachers'].values())
+    need = sum(int(np.prod(s['shape'])) * np.dtype(s['dtype']).itemsize for s in specs)
+    free = shutil.disk_usage(partial).free
+    if need > free:
+        shutil.rmtree(partial)
+        raise CodesError(f'{partial}: the codes need {need / 1e9:.2f} GB, its disk has '
+                         f'{free / 1e9:.2f} GB free; store the teacher features in float16 '
+                         '(--feature-dtype float16) or encode fewer items (e.g. '
+                         'train_dataloader.dataset.source.num_samples)')
+    print_log(f'extracting {describe(meta)} into {partial}: {need / 1e9:.2f} GB',
+              logger='current')
+    for spec in specs:
         np.lib.format.open_memmap(osp.join(partial, spec['file']), mode='w+',  # sparse files
                                   dtype=spec['dtype'], shape=tuple(spec['shape'])).flush()
     write_meta(partial, meta)  # last: its presence says the arrays are allocated

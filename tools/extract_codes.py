@@ -32,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                     'dataset with its frozen tokenizer.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('config', help='a stage-2 / baseline config (FrozenTokenizerAR)')
-    parser.add_argument('--out', help="output directory (default: the config's "
-                        'train_dataloader.dataset.root, for a CodesDataset config)')
+    parser.add_argument('--out', help='output directory; None: the one a CodesDataset config '
+                        'names (train_dataloader.dataset.root)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='override config keys, e.g. model.init_from.0.checkpoint=PATH')
     parser.add_argument('--split', choices=['train', 'val'], default='train',
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--batch-size', type=int, default=64,
                         help='items per chunk (one batch; a rerun must give the same)')
     parser.add_argument('--num-workers', type=int, default=None,
-                        help="DataLoader workers (default: the config's dataloader's)")
+                        help="DataLoader workers; None: the config's dataloader's")
     parser.add_argument('--feature-dtype', choices=FEATURE_DTYPES, default='float32',
                         help='dtype of the stored teacher features')
     parser.add_argument('--device', default=None, help=DEVICE_HELP)

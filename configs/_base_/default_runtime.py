@@ -28,6 +28,9 @@ default_hooks = dict(
     # run stopped with stop_on_collapse=True (min_perplexity: a fraction of K, also checkable)
     codebook_monitor=dict(type='CodebookMonitorHook', min_usage=0.05, stop_on_collapse=False),
     export_weights=dict(type='ExportWeightsHook'),  # {work_dir}/final.pth: the next stage's input
+    # a run on pre-extracted codes (CodesDataset) starts only with the tokenizer and teachers
+    # they were extracted with (docs/codes.md); a no-op for runs on images
+    codes_check=dict(type='CodesCheckHook'),
     # SIGINT / SIGTERM: a checkpoint at the next step boundary, exit 130 / 143 (not under SLURM,
     # where submitit handles them)
     signals=dict(type='SignalHook'),

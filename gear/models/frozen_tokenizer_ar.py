@@ -4,11 +4,17 @@
     y      = teachers(x)                        frozen, no grad
     (3) prior  loss = CE(AR(tokens[:, :-1], class), tokens) + lambda_ar * align(proj(AR_{<=D}(tokens)), y)
     (4) EMA(prior)
+From pre-extracted codes (``CodesDataset``, docs/codes.md) a batch carries ``tokens`` and the
+teachers' ``targets`` instead of ``img``, and the two frozen passes are skipped: the same step
+on the same images gives the same losses and weights
+(tests/models/test_frozen_tokenizer_ar_codes.py). ``codes_keys`` says which codes this model may
+read: its tokenizer's weights hash and its teachers' fingerprints (checked by ``CodesCheckHook``
+when training starts).
 One model, three configs, which differ in ``init_from`` only: ``ar-init`` (continue the stage-1
 prior on the stage-1 EMA tokenizer), ``vq-only`` (fresh prior on the stage-1 EMA tokenizer),
 baseline (fresh prior on the stage-0 EMA tokenizer). Optimizer group: ``prior``.
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +23,10 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import Tensor
 
 from gear.registry import MODELS, TOKENIZERS
+from gear.utils.checkpoint import state_dict_sha256
 from gear.utils.frozen import freeze
 
+from .align.feature_cache import module_fingerprint
 from .align_eval import per_sample_alignment
 from .code_usage import CodeUsageMeter
 from .phases import prior_step, update_ema
@@ -77,12 +85,23 @@ class FrozenTokenizerAR(StageModel):
 
     def train_step(self, data: dict, optim_wrapper: OptimWrapperDict) -> Dict[str, Tensor]:
         data = self.data_preprocessor(data, True)
-        x, cond = data['img'], data['label']
-        tokens, y = self.encode(x), self.teacher_features(x)  # (B, N) long; {name: (B, N, C)}
-        logs = self.prior_phase(tokens, cond, y, optim_wrapper['prior'])  # (3)
+        tokens, y = self.tokens_and_targets(data)  # (B, N) long; {name: (B, N, C)}
+        logs = self.prior_phase(tokens, data['label'], y, optim_wrapper['prior'])  # (3)
         update_ema(self.prior_ema, self.prior, optim_wrapper['prior'])  # (4)
         self.code_usage.update(tokens)
         return logs
+
+    def tokens_and_targets(self, data: dict) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """Hard tokens (B, N) and teacher targets {name: (B, N, C)}: encoded online from
+        ``img``, or read from pre-extracted codes (``tokens``, ``targets``)."""
+        if 'tokens' not in data:
+            x = data['img']
+            return self.encode(x), self.teacher_features(x)
+        targets = data['targets']
+        if set(targets) != set(self.teachers):
+            raise KeyError(f'codes batch holds targets of teachers {sorted(targets)}, '
+                           f'model.teachers has {sorted(self.teachers)}')
+        return data['tokens'], targets
 
     def prior_phase(self, tokens: Tensor, cond: Tensor, y: Dict[str, Tensor],
                     optim: OptimWrapper) -> Dict[str, Tensor]:
@@ -91,6 +110,25 @@ class FrozenTokenizerAR(StageModel):
 
     def teacher_features(self, x: Tensor) -> Dict[str, Tensor]:
         return teacher_features(self.teachers, x)
+
+    def codes_keys(self) -> dict:
+        """What pre-extracted codes must have been made with to stand for this model's passes:
+        the sha256 of its tokenizer's weights (as loaded) and each teacher's fingerprint."""
+        return dict(tokenizer_sha256=state_dict_sha256(self.tokenizer.state_dict()),
+                    teachers={n: dict(fingerprint=module_fingerprint(t),
+                                      repr=f'{type(t).__name__}({t.extra_repr()})')
+                              for n, t in self.teachers.items()})
+
+    def tokenizer_source(self) -> str:
+        """Where the tokenizer weights came from, in words (for error messages)."""
+        if self.init_from_skipped:
+            return self.init_from_skipped
+        for i, entry in enumerate(self.init_from):
+            for src, dst in entry['modules'].items():
+                if dst == 'tokenizer':
+                    return (f"model.init_from[{i}].checkpoint={entry['checkpoint']} "
+                            f'({src!r} -> tokenizer)')
+        return 'no init_from: the tokenizer as built (random)'
 
     def forward(self, img: Tensor, label: Tensor, mode: str = 'tensor'):
         """``mode='tensor'``: next-token logits (B, N, V) of the evaluation prior."""
@@ -101,13 +139,13 @@ class FrozenTokenizerAR(StageModel):
     def val_step(self, data: dict) -> List[dict]:
         """Per-image NTP loss and AR-vs-teacher cosine of the evaluation prior (class kept)."""
         data = self.data_preprocessor(data, False)
-        x, cond = data['img'], data['label']
-        tokens, y = self.encode(x), self.teacher_features(x)
+        tokens, y = self.tokens_and_targets(data)  # (B, N); {name: (B, N, C)}
+        cond = data['label']
         prior = self.prior_ema.module if self.val_use_ema else self.prior
         out = prior.ar(tokens[:, :-1], cond, return_hidden_at=prior.align_depth)
         ntp = F.cross_entropy(out.logits.transpose(1, 2), tokens, reduction='none').mean(1)  # (B,)
         cos = per_sample_alignment(prior.align_loss, out.hidden, y)  # {name: (B,)}
         return [dict(loss_ntp=float(ntp[i]), **{f'cos/{n}': float(c[i]) for n, c in cos.items()})
-                for i in range(x.shape[0])]
+                for i in range(tokens.shape[0])]
 
     test_step = val_step

@@ -36,6 +36,7 @@ class StageModel(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.init_from = check_init_from(init_from)
         self._init_from_applied = False
+        self.init_from_skipped: Optional[str] = None  # why, when the weights came from elsewhere
 
     def init_weights(self) -> None:
         """mmengine's initialisation, then the ``init_from`` weights (once)."""
@@ -50,6 +51,7 @@ class StageModel(BaseModel):
         """Leave ``init_from`` unapplied: the weights come from elsewhere (``reason``)."""
         if self.init_from and not self._init_from_applied:
             print_log(f'init_from skipped: {reason}', logger='current')
+            self.init_from_skipped = reason
         self._init_from_applied = True
 
     def set_train_modules(self, handles: Dict[str, nn.Module]) -> None:

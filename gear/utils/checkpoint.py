@@ -189,6 +189,23 @@ def file_sha256(path: str, chunk_size: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+def state_dict_sha256(state_dict: Dict[str, Any]) -> str:
+    """Hex sha256 of a state dict's values: per entry in name order, its name, dtype, shape and
+    raw bytes. Equal weights give equal hashes whatever file, format or device they came from
+    (a file's hash changes with its container), so it names the weights actually loaded: the
+    frozen tokenizer that pre-extracted codes belong to (gear/datasets/codes.py)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        value = state_dict[name]
+        if not isinstance(value, torch.Tensor):  # e.g. an _extra_state entry
+            digest.update(f'{name}|{value!r}\n'.encode())
+            continue
+        t = value.detach().to('cpu').contiguous()
+        digest.update(f'{name}|{t.dtype}|{tuple(t.shape)}\n'.encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_hashed_weights(state_dict: Dict[str, torch.Tensor], dst: str,
                         arch: Optional[dict] = None, extra: Optional[dict] = None) -> str:
     """Write a weights file named as released files are: ``{dst stem}-{sha256[:8]}{ext}``.

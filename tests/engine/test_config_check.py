@@ -263,8 +263,10 @@ def test_hook_order_is_unchanged():
     # LOWEST: no event runs both, so every event runs its hooks in the old order.
     # GearCheckpointHook took CheckpointHook's place; SignalHook (LOWEST) installs its handlers
     # before the validation at step 0 and restores them after the export (after_run).
+    # CodesCheckHook (VERY_HIGH, before_train only) refuses stale pre-extracted codes before any
+    # other hook, or the validation at step 0, reads them.
     assert _registered(read_config(TINY)) == [
-        'LogSyncHook', 'RuntimeInfoHook', 'IterTimerHook', 'DistSamplerSeedHook',
+        'LogSyncHook', 'RuntimeInfoHook', 'CodesCheckHook', 'IterTimerHook', 'DistSamplerSeedHook',
         'CodebookMonitorHook', 'LoggerHook', 'ParamSchedulerHook', 'ReconstructionVisHook',
         'GearCheckpointHook', 'RNGStateHook', 'ExportWeightsHook', 'SignalHook',
         'ValidateAtStartHook']

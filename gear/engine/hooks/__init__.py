@@ -1,6 +1,6 @@
 """Training hooks: codebook monitoring, RNG state in checkpoints, validation at step 0,
 reconstruction grids, weights export, generative evaluation (FID) during training, checkpoints
-on steps, time and signals."""
+on steps, time and signals, the progress file the pipeline reads."""
 from .codebook_monitor import CodebookMonitorHook
 from .export_weights import ExportWeightsHook
 from .generative_eval import GenerativeEvalHook
@@ -17,3 +17,6 @@ from .checkpoint import GearCheckpointHook  # noqa: E402
 from .signals import SignalHook, TrainingInterrupted  # noqa: E402
 
 __all__ += ['GearCheckpointHook', 'SignalHook', 'TrainingInterrupted']
+from .progress import ProgressHook, read_progress  # noqa: E402
+
+__all__ += ['ProgressHook', 'read_progress']

@@ -140,10 +140,11 @@ def pipeline_eval_options(work_dir):
 @pytest.fixture(scope='session')
 def pipeline_two_procs(tmp_path_factory, fashion_mnist_root):
     """(work dir, completed process) of ``tools/pipeline.py --launcher pytorch
-    --nproc-per-node 2`` on the tiny pipeline; its stages' final.pth feed later tests."""
+    --nproc-per-node 2`` on the tiny pipeline (a progress line every second); its stages'
+    final.pth feed later tests."""
     work_dir = tmp_path_factory.mktemp('pipeline')
     proc = run_tool(['tools/pipeline.py', PIPELINE, '--work-dir', str(work_dir),
-                     '--launcher', 'pytorch', '--nproc-per-node', '2',
+                     '--launcher', 'pytorch', '--nproc-per-node', '2', '--progress-interval', '1',
                      '--cfg-options', *PIPELINE_LENGTH,
                      '--eval-options', *pipeline_eval_options(work_dir)],
                     timeout=1200, env=DISTRIBUTED_ENV)

@@ -11,7 +11,10 @@
 Complete stages (with ``final.pth``) are skipped and unfinished ones resume, so rerunning the
 same command continues where it stopped. Then evaluates the stages named in the config's
 ``evaluate`` (skipped when done with the same options) and writes ``summary.json`` and
-``curves.png``.
+``curves.png``. Each running stage and evaluation gets a line at its start, at its end and every
+``--progress-interval`` seconds (default 30): its step, elapsed time, its ETA, a rough pipeline ETA
+
+    [pipeline] stage 2/4 stage1_gear: iter 120/300 (40%), elapsed 1m05s, stage ETA 49s, pipeline ETA ~6m12s
 """
 import argparse
 import os.path as osp
@@ -40,6 +43,9 @@ def main(argv=None) -> None:
                         help='pytorch: run each stage under torchrun (--nproc-per-node processes)')
     parser.add_argument('--nproc-per-node', type=int, default=None,
                         help='processes per stage with --launcher pytorch (default: 2)')
+    parser.add_argument('--progress-interval', type=float, default=30, metavar='S',
+                        help='seconds between the progress lines of running stages and '
+                             'evaluations (0: only at their start and end; default: 30)')
     parser.add_argument('--skip-eval', action='store_true', help='do not evaluate')
     parser.add_argument('--dry-run', action='store_true', help='print the commands only')
     args = parser.parse_args(argv)
@@ -52,9 +58,9 @@ def main(argv=None) -> None:
         return
     try:
         run_pipeline(pipeline, only=args.stages, extra=args.cfg_options, jobs=args.jobs,
-                     nproc_per_node=nproc)
+                     nproc_per_node=nproc, progress_interval=args.progress_interval)
         if not args.skip_eval:
-            run_evaluation(pipeline, args.eval_options)
+            run_evaluation(pipeline, args.eval_options, progress_interval=args.progress_interval)
     except RuntimeError as e:
         sys.exit(str(e))
     summary = write_summary(pipeline)

@@ -8,6 +8,7 @@
 
 Writes ``study.json``, ``report.md`` and PNG plots in the study's work dir. Complete stages are
 skipped and unfinished ones resume, so rerunning the same command continues where it stopped.
+Progress lines as for tools/pipeline.py (``stage k/N``, ETAs; ``--progress-interval``).
 """
 import argparse
 import json
@@ -35,6 +36,9 @@ def main(argv=None) -> None:
                         help='config overrides applied to every stage')
     parser.add_argument('--eval-options', nargs='+', action=DictAction, default={},
                         help='override the evaluate options, e.g. per_class=1')
+    parser.add_argument('--progress-interval', type=float, default=30, metavar='S',
+                        help='seconds between the progress lines of running stages and '
+                             'evaluations (0: only at their start and end; default: 30)')
     parser.add_argument('--skip-eval', action='store_true', help='do not evaluate')
     parser.add_argument('--report-only', action='store_true', help='only write the report')
     parser.add_argument('--dry-run', action='store_true', help='print the commands only')
@@ -48,10 +52,12 @@ def main(argv=None) -> None:
     start = time.monotonic()
     try:
         if not args.report_only:
-            run_pipeline(pipeline, extra=args.cfg_options, jobs=jobs)
+            run_pipeline(pipeline, extra=args.cfg_options, jobs=jobs,
+                         progress_interval=args.progress_interval)
             print(f'[study] training done in {time.monotonic() - start:.0f} s')
             if not args.skip_eval:
-                run_evaluation(pipeline, args.eval_options, jobs=jobs)
+                run_evaluation(pipeline, args.eval_options, jobs=jobs,
+                               progress_interval=args.progress_interval)
                 print(f'[study] evaluation done at {time.monotonic() - start:.0f} s')
     except RuntimeError as e:
         sys.exit(str(e))

@@ -11,7 +11,7 @@ _checkpoint_interval = 1000
 # experiment changes one (default_hooks=dict(logger=dict(interval=20))) or removes one
 # (export_weights=None) without re-listing the others; custom_hooks holds the optional ones
 # (visualisation, validation at step 0). Hooks run in priority order, ties in registration
-# order: mmengine's six first, then the five below, then custom_hooks.
+# order: mmengine's six first, then the six below, then custom_hooks.
 default_hooks = dict(
     runtime_info=dict(type='RuntimeInfoHook'),
     timer=dict(type='IterTimerHook'),
@@ -34,6 +34,9 @@ default_hooks = dict(
     # SIGINT / SIGTERM: a checkpoint at the next step boundary, exit 130 / 143 (not under SLURM,
     # where submitit handles them)
     signals=dict(type='SignalHook'),
+    # {work_dir}/progress.json (step, max_iters, time per step, ETA), rewritten atomically at
+    # most every `interval` s: what tools/pipeline.py prints while a stage runs
+    progress=dict(type='ProgressHook', interval=5),
 )
 custom_hooks = []
 # The non-finite watchdog (gear/engine/nonfinite.py): the first NaN / inf loss term or gradient

@@ -26,8 +26,11 @@ from mmengine.config import Config
 from gear.engine.hooks.export_weights import FINAL_WEIGHTS
 from gear.utils.config_path import find_config
 
+from .progress import StageProgress, StepProgress
+
 EVALUATION_RESULTS = 'evaluation.json'
 TRAIN_MODULE = ['-m', 'gear.train']  # what every stage runs
+POLL_S = 0.5  # how often a running stage is checked on
 
 
 @dataclass
@@ -159,7 +162,7 @@ def stage_command(pipeline: Pipeline, stage: Stage, extra: Optional[Dict[str, ob
 
 def run_pipeline(pipeline: Pipeline, only: Optional[List[str]] = None,
                  extra: Optional[Dict[str, object]] = None, log=print, jobs: int = 1,
-                 nproc_per_node: int = 1) -> None:
+                 nproc_per_node: int = 1, progress_interval: float = 30.0) -> None:
     """Run the stages (or ``only`` those), skipping complete ones, in dependency order.
 
     ``jobs`` > 1 runs up to that many independent stages at once, the cores split between
@@ -168,6 +171,9 @@ def run_pipeline(pipeline: Pipeline, only: Optional[List[str]] = None,
     one-thread stages finish sooner than the same two stages one after another). A failed stage
     stops new launches; the running ones finish, then the error names the stage and its log.
     ``nproc_per_node`` > 1 runs each stage under torchrun (``--launcher pytorch``).
+    Each stage's ``stage k/N`` line comes at its launch, at its end and every
+    ``progress_interval`` seconds while it runs (0: not then), with its step, elapsed time, its
+    ETA and the pipeline's (``gear.pipeline.progress``).
     """
     os.makedirs(pipeline.work_dir, exist_ok=True)
     todo = []
@@ -184,13 +190,30 @@ def run_pipeline(pipeline: Pipeline, only: Optional[List[str]] = None,
                    if not pipeline.is_complete(d) and d not in scheduled]
         if missing:
             raise RuntimeError(f'[pipeline] {stage.name} needs {missing} complete first')
+    progress = StageProgress(pipeline, todo, extra, jobs, log, progress_interval)
     if jobs <= 1:
         for stage in todo:
             cmd = stage_command(pipeline, stage, extra, nproc_per_node)
-            log(f'[pipeline] {stage.name}: {" ".join(cmd)}')
-            _check_stage(pipeline, stage, subprocess.run(cmd).returncode)
+            progress.start(stage.name)
+            log(f'{progress.label(stage.name)}: {" ".join(cmd)}')
+            _check_stage(pipeline, stage, _wait(subprocess.Popen(cmd), progress))
+            progress.finish(stage.name)
         return
-    _run_parallel(pipeline, todo, extra, log, jobs, nproc_per_node)
+    _run_parallel(pipeline, todo, extra, log, jobs, nproc_per_node, progress)
+
+
+def _wait(proc: subprocess.Popen, progress: StageProgress) -> int:
+    """``proc``'s exit status, the progress lines printed while it runs. On Ctrl-C (which the
+    stage gets too: it saves a checkpoint and exits) it waits for the stage, then re-raises."""
+    try:
+        while True:
+            try:
+                return proc.wait(timeout=POLL_S)
+            except subprocess.TimeoutExpired:
+                progress.tick()
+    except KeyboardInterrupt:
+        proc.wait()
+        raise
 
 
 def _check_stage(pipeline: Pipeline, stage: Stage, returncode: int, log_file: str = '') -> None:
@@ -203,7 +226,7 @@ def _check_stage(pipeline: Pipeline, stage: Stage, returncode: int, log_file: st
 
 
 def _run_parallel(pipeline: Pipeline, todo: List[Stage], extra, log, jobs: int,
-                  nproc_per_node: int = 1) -> None:
+                  nproc_per_node: int, progress: StageProgress) -> None:
     """Launch ready stages (dependencies complete) up to ``jobs`` at a time."""
     running, failed, pending = {}, None, list(todo)
     while pending or running:
@@ -218,27 +241,31 @@ def _run_parallel(pipeline: Pipeline, todo: List[Stage], extra, log, jobs: int,
             os.makedirs(pipeline.stage_dir(stage.name), exist_ok=True)
             log_file = osp.join(pipeline.stage_dir(stage.name), 'pipeline.log')
             cmd = stage_command(pipeline, stage, extra, nproc_per_node)
-            log(f'[pipeline] {stage.name} ({threads} threads, log {log_file}): {" ".join(cmd)}')
+            progress.start(stage.name)
+            log(f'{progress.label(stage.name)} ({threads} threads, log {log_file}): '
+                f'{" ".join(cmd)}')
             with open(log_file, 'a') as out:
                 proc = subprocess.Popen(cmd, env=env, stdout=out,
                                         stderr=subprocess.STDOUT)
-            running[proc.pid] = (stage, proc, log_file, time.monotonic())
+            running[stage.name] = (stage, proc, log_file)
         if not running:
             if failed is not None:
                 break
             raise RuntimeError(f'[pipeline] cannot schedule {[s.name for s in pending]}: '
                                f'their inputs are not complete')
-        pid, status = os.wait()
-        if pid not in running:
+        ended = [name for name, (_, proc, _) in running.items() if proc.poll() is not None]
+        if not ended:
+            time.sleep(POLL_S)
+            progress.tick()
             continue
-        stage, proc, log_file, started = running.pop(pid)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        try:
-            _check_stage(pipeline, stage, proc.returncode, f'see {log_file}')
-            log(f'[pipeline] {stage.name}: done in {time.monotonic() - started:.0f} s')
-        except RuntimeError as e:
-            log(str(e))
-            failed = failed or e
+        for name in ended:
+            stage, proc, log_file = running.pop(name)
+            try:
+                _check_stage(pipeline, stage, proc.returncode, f'see {log_file}')
+                progress.finish(stage.name)
+            except RuntimeError as e:
+                log(str(e))
+                failed = failed or e
     if failed is not None:
         raise failed
 
@@ -258,10 +285,12 @@ def evaluation_request(pipeline: Pipeline, overrides: Optional[Dict[str, object]
 
 
 def run_evaluation(pipeline: Pipeline, overrides: Optional[Dict[str, object]] = None,
-                   log=print, jobs: int = 1) -> Dict[str, str]:
+                   log=print, jobs: int = 1, progress_interval: float = 30.0) -> Dict[str, str]:
     """Evaluate the complete ``evaluate.stages``; {stage: results JSON path}. A stage whose
     results file was written with the same request is skipped. ``jobs`` > 1 evaluates that
-    many stages at once in worker processes, the threads split between them."""
+    many stages at once in worker processes, the threads split between them. Each evaluation's
+    ``evaluate k/M`` line comes at its start, at its end with its time, and every
+    ``progress_interval`` seconds while it runs (0: not then)."""
     request = evaluation_request(pipeline, overrides)
     stages = request.pop('stages', [])
     done, todo = {}, []
@@ -278,21 +307,30 @@ def run_evaluation(pipeline: Pipeline, overrides: Optional[Dict[str, object]] = 
                     continue
         todo.append((name, pipeline.final_weights(name), path,
                      osp.join(pipeline.stage_dir(name), 'evaluation_samples.png')))
-    if jobs <= 1 or len(todo) <= 1:
-        for name, weights, path, grid in todo:
-            log(f'[pipeline] evaluate {name}: {weights}')
-            _evaluate_stage(weights, path, grid, request, 0, log)
-            done[name] = path
-        return done
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn')) as pool:
-        futures = {name: pool.submit(_evaluate_stage, weights, path, grid, request, threads)
-                   for name, weights, path, grid in todo}
-        for name, future in futures.items():
-            log(f'[pipeline] evaluate {name}: {future.result()}')
-            done[name] = future.result()
+    with StepProgress('evaluate', len(todo), log, progress_interval) as steps:
+        if jobs <= 1 or len(todo) <= 1:
+            for name, weights, path, grid in todo:
+                steps.start(name, weights)
+                _evaluate_stage(weights, path, grid, request, 0, log)
+                steps.finish(name, path)
+                done[name] = path
+            return done
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn')) as pool:
+            queue, running = list(todo), {}
+            while queue or running:
+                while queue and len(running) < jobs:  # started when submitted: none waits
+                    name, weights, path, grid = queue.pop(0)
+                    steps.start(name, weights)
+                    running[pool.submit(_evaluate_stage, weights, path, grid, request,
+                                        threads)] = name
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    name = running.pop(future)
+                    done[name] = future.result()
+                    steps.finish(name, done[name])
     return done
 
 

@@ -229,7 +229,8 @@ def test_the_batch_is_global_batch_size_alone():
 
 PIPELINE_HOOKS = {'log_sync': 'LogSyncHook', 'rng_state': 'RNGStateHook',
                   'codebook_monitor': 'CodebookMonitorHook', 'export_weights': 'ExportWeightsHook',
-                  'checkpoint': 'GearCheckpointHook', 'signals': 'SignalHook'}
+                  'checkpoint': 'GearCheckpointHook', 'signals': 'SignalHook',
+                  'progress': 'ProgressHook'}
 
 
 def _registered(cfg) -> list:
@@ -264,11 +265,12 @@ def test_hook_order_is_unchanged():
     # GearCheckpointHook took CheckpointHook's place; SignalHook (LOWEST) installs its handlers
     # before the validation at step 0 and restores them after the export (after_run).
     # CodesCheckHook (VERY_HIGH, before_train only) refuses stale pre-extracted codes before any
-    # other hook, or the validation at step 0, reads them.
+    # other hook, or the validation at step 0, reads them. ProgressHook (LOWEST) starts its clock
+    # before the validation at step 0 and writes its last progress.json after the export.
     assert _registered(read_config(TINY)) == [
         'LogSyncHook', 'RuntimeInfoHook', 'CodesCheckHook', 'IterTimerHook', 'DistSamplerSeedHook',
         'CodebookMonitorHook', 'LoggerHook', 'ParamSchedulerHook', 'ReconstructionVisHook',
-        'GearCheckpointHook', 'RNGStateHook', 'ExportWeightsHook', 'SignalHook',
+        'GearCheckpointHook', 'RNGStateHook', 'ExportWeightsHook', 'SignalHook', 'ProgressHook',
         'ValidateAtStartHook']
 
 

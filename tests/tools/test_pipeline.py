@@ -1,25 +1,39 @@
 """tools/pipeline.py: the stages run in dependency order on real data (each under torchrun on two
 processes, as shipped: tests/conftest.py), a rerun skips complete stages and done evaluations,
-the summary holds every stage, both AR curves and the evaluation of both ARs; bad pipelines fail
-naming the stage."""
+the summary holds every stage, both AR curves and the evaluation of both ARs, the progress lines
+follow each stage to its last step with ETAs that follow from the stages' times; bad pipelines
+fail naming the stage."""
 import json
 import math
 import os.path as osp
+import re
 
 import numpy as np
 import pytest
 
 from gear.pipeline.chain import load_pipeline
+from gear.pipeline.progress import fmt_duration, pipeline_eta, planned_steps, step_time
 
 from ..conftest import PIPELINE, PIPELINE_LENGTH, pipeline_eval_options, run_tool, scalars
 from ..evaluation.test_fid import frechet_by_hand
 
+STAGE0 = 'configs/tokenizer/tokenizer_vq_tiny_fashionmnist.py'
 CODEBOOK_SIZE = 256  # configs/_base_/models/vq_tiny.py
+STAGES = ['stage0_warmup', 'stage1_gear', 'stage2_vqonly', 'baseline']
+# a progress line between a stage's launch and end line (gear/pipeline/progress.py)
+PERIODIC = (r'(starting|iter [0-4]/4 \(\d+%\)(, finishing)?), elapsed \S+(, stage ETA \S+)?'
+            r'(, pipeline ETA ~\S+)?')
 
 
 def train_rows(stage_dir) -> dict:
     """step -> the training row a stage logged (the rows with learning rates) in scalars.json."""
     return {r['step']: r for r in scalars(stage_dir) if any(k.endswith('.lr') for k in r)}
+
+
+def seconds(duration: str) -> int:
+    """``1m05s`` -> 65: fmt_duration's text back in seconds."""
+    h, m, s = re.fullmatch(r'(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?', duration).groups()
+    return 3600 * int(h or 0) + 60 * int(m or 0) + int(s or 0)
 
 
 def check_codebook(usage, perplexity, entropy):
@@ -38,7 +52,7 @@ def ran(pipeline_two_procs):
 
 def test_stages_run_in_dependency_order_and_export_weights(ran):
     work_dir, proc = ran
-    order = [line.split(':')[0].split('] ')[1] for line in proc.stdout.splitlines()
+    order = [line.split(':')[0].split()[-1] for line in proc.stdout.splitlines()
              if line.startswith('[pipeline] ') and 'gear.train' in line]
     assert order == ['stage0_warmup', 'stage1_gear', 'stage2_vqonly', 'baseline']
     launches = [line for line in proc.stdout.splitlines()
@@ -50,6 +64,53 @@ def test_stages_run_in_dependency_order_and_export_weights(ran):
     # stage 1 read stage 0's export, stage 2 read stage 1's, the baseline stage 0's
     assert f'model.init_from.0.checkpoint={work_dir}/stage0_warmup/final.pth' in proc.stdout
     assert f'model.init_from.0.checkpoint={work_dir}/stage1_gear/final.pth' in proc.stdout
+
+
+def test_progress_lines_follow_each_stage_to_its_last_step(ran):
+    """``stage k/4`` at each launch, every second while the stage runs and at its end, with the
+    stage's own step (its progress.json) up to max_iters; the pipeline ETA at the end of stage k
+    is the 4 - k stages to go at the mean time per step of those done (4 steps each)."""
+    _, proc = ran
+    lines, walls = proc.stdout.splitlines(), []
+    for k, name in enumerate(STAGES, 1):
+        own = [line for line in lines if line.startswith(f'[pipeline] stage {k}/4 {name}: ')]
+        assert 'gear.train' in own[0], own[0]
+        periodic = [line.split(': ', 1)[1] for line in own[1:-1]]
+        assert periodic and all(re.fullmatch(PERIODIC, line) for line in periodic), own
+        assert any(line.startswith('iter ') for line in periodic), own  # its progress.json read
+        end = re.fullmatch(rf'\[pipeline\] stage {k}/4 {name}: done in (\S+), iter 4/4, '
+                           r'pipeline ETA ~(\S+)', own[-1])
+        assert end, own[-1]
+        walls.append(seconds(end[1]))
+        expected = (4 - k) * sum(walls) / k
+        assert abs(seconds(end[2]) - expected) <= 2.5, (own[-1], walls)
+    assert any(', stage ETA ' in line for line in lines)
+    for k, name in enumerate(['stage2_vqonly', 'baseline'], 1):
+        own = [line for line in lines if line.startswith(f'[pipeline] evaluate {k}/2 {name}: ')]
+        assert own[0].endswith(f'{name}/final.pth'), own
+        assert all(re.search(r': running, elapsed \S+$', line) for line in own[1:-1]), own
+        assert re.search(rf': done in \S+, \S+/{name}/evaluation\.json$', own[-1]), own
+
+
+def test_eta_arithmetic(tmp_path):
+    assert [fmt_duration(s) for s in (0, 44.6, 65, 3599, 7380)] == [
+        '0s', '45s', '1m05s', '59m59s', '2h03m']
+    assert pipeline_eta([30.0], [100.0, 50.0]) == 180.0  # one at a time: the sum
+    assert pipeline_eta([30.0, 10.0], [100.0], jobs=2) == 70.0  # two at a time: half of it
+    assert pipeline_eta([90.0], [10.0], jobs=2) == 90.0  # never below the longest running one
+    assert pipeline_eta([], []) == 0.0
+    # seconds per step: a finished stage's of the same config, a running one's, the mean of all
+    assert step_time('a', {'a': 2.0}, {'a': 5.0}) == 2.0
+    assert step_time('a', {}, {'a': 5.0}) == 5.0
+    assert step_time('c', {'a': 2.0}, {'b': 4.0, 'a': 9.0}) == 3.0
+    assert step_time('c', {}, {}) is None
+    # steps to go: the shipped config's max_iters or the option, less a previous run's step
+    from mmengine.config import Config
+    shipped = Config.fromfile(STAGE0).train_cfg.max_iters
+    assert planned_steps(STAGE0, {}, str(tmp_path)) == shipped
+    (tmp_path / 'progress.json').write_text(json.dumps(dict(iter=3, max_iters=4)))
+    assert planned_steps(STAGE0, {'train_cfg.max_iters': 4}, str(tmp_path)) == 1
+    assert planned_steps('configs/nope.py', {}, str(tmp_path)) is None
 
 
 def test_summary_has_every_stage_and_both_curves(ran):
@@ -154,7 +215,7 @@ def test_parallel_stages_stop_at_a_failure_naming_the_stage_and_its_log(tmp_path
     lines = []
     with pytest.raises(RuntimeError, match=r'stage [ab] failed \(exit 1\); see .*pipeline\.log'):
         run_pipeline(pipeline, jobs=2, log=lines.append)
-    launched = [line.split()[1] for line in lines if 'threads, log' in line]
+    launched = [line.split()[3] for line in lines if 'threads, log' in line]  # stage k/3 NAME
     assert sorted(launched) == ['a', 'b']  # side by side; c never starts
     assert 'codebook_sise' in (tmp_path / 'a' / 'pipeline.log').read_text()
 

@@ -1,9 +1,10 @@
 """tools/study.py: a small study (2 seeds, GEAR + the straight-through ablation) runs on real
-data two stages at a time and reports speed-ups that follow from its own logs; the speed-up
-arithmetic; bad study configs fail naming the key."""
+data two stages at a time, with progress lines for each, and reports speed-ups that follow from
+its own logs; the speed-up arithmetic; bad study configs fail naming the key."""
 import json
 import math
 import os.path as osp
+import re
 
 import pytest
 
@@ -36,7 +37,7 @@ def ran(tmp_path_factory, fashion_mnist_root, repo_root):
     tmp = tmp_path_factory.mktemp('study')
     config, work_dir = small_study(tmp, repo_root), tmp / 'run'
     proc = run_tool(['tools/study.py', config, '--work-dir', str(work_dir), '--jobs', '2',
-                     '--cfg-options', *FAST, '--eval-options', *EVAL,
+                     '--progress-interval', '1', '--cfg-options', *FAST, '--eval-options', *EVAL,
                      f'cache_dir={tmp / "fid_cache"}'], timeout=900)
     with open(work_dir / 'study.json') as f:
         return work_dir, proc, json.load(f)
@@ -65,6 +66,31 @@ def test_every_arm_and_seed_trains_and_the_report_is_written(ran):
             assert entry[key] == full['generator'][key], (stage, key)
         check_codebook(entry['codebook_usage'], entry['codebook_perplexity'],
                        entry['codebook_entropy'])
+
+
+def test_progress_lines_number_the_stages_side_by_side_and_reach_the_last_step(ran):
+    """Two at a time, each of the 9 stages is ``stage k/9`` (k in launch order) from its launch
+    to its end at step 4 of 4, with a pipeline ETA; while two run, each tick has a line for
+    both; the 3 evaluations are ``evaluate k/3``, each with its time."""
+    _, proc, _ = ran
+    lines = proc.stdout.splitlines()
+    launched = [re.match(r'\[pipeline\] stage (\d)/9 (\S+) \(\d+ threads, log ', line)
+                for line in lines]
+    launched = [(int(m[1]), m[2]) for m in launched if m]
+    assert [k for k, _ in launched] == list(range(1, 10)) and launched[0][1] == 'warmup'
+    for k, name in launched:
+        own = [line for line in lines if line.startswith(f'[pipeline] stage {k}/9 {name}')]
+        assert re.fullmatch(rf'\[pipeline\] stage {k}/9 {name}: done in \S+, iter 4/4, '
+                            r'pipeline ETA ~\S+', own[-1]), own[-1]
+        assert any(re.search(r': iter [0-4]/4 \(', line) for line in own[1:-1]), own
+    ticks = [re.match(r'\[pipeline\] stage \d/9 (\S+): (starting|iter)', line) for line in lines]
+    names = [m[1] if m else None for m in ticks]
+    assert any(a and b and a != b for a, b in zip(names, names[1:]))  # two stages, one tick
+    for k in (1, 2, 3):
+        own = [line for line in lines
+               if re.match(rf'\[pipeline\] evaluate {k}/3 \S+_s0_ar: ', line)]
+        assert own[0].endswith('/final.pth'), own
+        assert re.search(r': done in \S+, \S+/evaluation\.json$', own[-1]), own
 
 
 def test_every_run_of_a_seed_reads_the_same_teacher_features(ran):

@@ -2,10 +2,12 @@
 import glob
 import os
 import os.path as osp
+import re
 
 import pytest
 import torch
 
+from gear.engine.hooks.progress import read_progress
 from gear.engine.runner import find_latest_checkpoint
 
 from ..conftest import run_tool, scalars
@@ -50,6 +52,10 @@ def test_run_writes_checkpoints_scalars_and_reconstructions(trained):
     pngs = sorted(osp.basename(p) for p in glob.glob(str(trained / 'vis' / '*.png')))
     assert pngs == ['recon_iter_0000000.png', 'recon_iter_0000002.png', 'recon_iter_0000004.png']
     assert glob.glob(str(trained / '*' / 'vis_data' / 'events.out.tfevents.*'))
+    progress = read_progress(str(trained))  # ProgressHook's progress.json, after the last step
+    assert (progress['iter'], progress['max_iters'], progress['start_iter']) == (4, 4, 0)
+    assert progress['done'] and progress['eta'] == 0
+    assert 0 < 3 * progress['sec_per_iter'] < progress['elapsed']  # steps 2-4 within the run
 
 
 def test_the_shipped_config_raises_no_codebook_collapse_alarm(trained):
@@ -60,12 +66,28 @@ def test_the_shipped_config_raises_no_codebook_collapse_alarm(trained):
 
 
 def test_resume_continues_with_the_step_count_intact(trained):
+    from gear.pipeline.chain import Pipeline, Stage
+    from gear.pipeline.progress import StageProgress
+    lines = []
+    watch = StageProgress(Pipeline(str(trained.parent), [Stage(trained.name, CONFIG)]),
+                          [Stage(trained.name, CONFIG)], log=lines.append)
+    watch.start(trained.name)
+    assert watch.progress(trained.name) is None  # the first run's file: older than this launch
     proc = train(trained, 6, '--resume')
     assert 'iter_4.pth' in proc.stdout + proc.stderr
     ckpt = torch.load(trained / 'iter_6.pth', weights_only=False)
     assert ckpt['meta']['iter'] == 6
     steps = [r['step'] for r in scalars(trained) if 'tokenizer/loss_recon' in r]
     assert steps == [1, 2, 3, 4, 5, 6]  # steps 1-4 from the first run, 5-6 resumed, none twice
+    # the progress counts from the resumed step, and the pipeline reads it so
+    progress = read_progress(str(trained))
+    assert (progress['iter'], progress['max_iters'], progress['start_iter']) == (6, 6, 4)
+    assert progress['done'] and progress['sec_per_iter'] > 0
+    assert watch.status(trained.name, watch.progress(trained.name)).startswith(
+        'iter 6/6 (100%, resumed at 4), finishing, elapsed ')
+    watch.finish(trained.name)
+    assert re.fullmatch(rf'\[pipeline\] stage 1/1 {trained.name}: done in \d+s, iter 6/6, '
+                        r'pipeline ETA ~0s', lines[-1]), lines
 
 
 def test_checkpoint_of_another_model_fails_naming_keys(trained, tmp_path):

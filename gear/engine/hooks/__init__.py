@@ -1,6 +1,7 @@
 """Training hooks: codebook monitoring, RNG state in checkpoints, validation at step 0,
 reconstruction grids, weights export, generative evaluation (FID) during training, checkpoints
-on steps, time and signals, the check of pre-extracted codes against the model."""
+on steps, time and signals, the check of pre-extracted codes against the model, the progress
+file the pipeline reads."""
 from .codebook_monitor import CodebookMonitorHook
 from .codes_check import CodesCheckHook
 from .export_weights import ExportWeightsHook
@@ -18,3 +19,6 @@ from .checkpoint import GearCheckpointHook  # noqa: E402
 from .signals import SignalHook, TrainingInterrupted  # noqa: E402
 
 __all__ += ['GearCheckpointHook', 'SignalHook', 'TrainingInterrupted']
+from .progress import ProgressHook, read_progress  # noqa: E402
+
+__all__ += ['ProgressHook', 'read_progress']

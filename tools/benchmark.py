@@ -32,6 +32,7 @@ import resource
 import sys
 import time
 from collections import defaultdict
+from typing import Optional
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--peak-tflops', type=float, default=None,
                         help='device peak for MFU, e.g. 989 (H100 SXM bf16 dense)')
     parser.add_argument('--device', default=default_device(), help=DEVICE_HELP)
+    parser.add_argument('--codes', action='store_true',
+                        help='stage 2: also time the step from pre-extracted codes (the same '
+                        'images encoded once), interleaved with the online step')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default='benchmark.json', help='JSON file to write')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
@@ -251,8 +255,8 @@ def run(args) -> dict:
     ar = model.prior.ar if hasattr(model, 'prior') else None
     gen = torch.Generator().manual_seed(args.seed)
 
-    def step(i: int) -> float:
-        batch = synthetic_batch(cfg, ar, device, gen)
+    def step(i: int, batch: Optional[dict] = None) -> float:
+        batch = batch if batch is not None else synthetic_batch(cfg, ar, device, gen)
         hub.update_info('iter', STEP + i)
         timer.times.clear()
         timer.sync()
@@ -309,7 +313,31 @@ def run(args) -> dict:
                 for n, m in model.named_children() if n in (
                     'tokenizer', 'discriminator', 'prior', 'teachers', 'perceptual_loss')},
         **peak_memory(device))
+    if args.codes:
+        record['codes'] = time_codes(model, cfg, ar, device, gen, step, args)
     return record
+
+
+def time_codes(model, cfg, ar, device, gen, step, args) -> dict:
+    """Stage 2 online vs from codes, interleaved: each round draws images, encodes them once
+    (tokens and teacher targets, as ``tools/extract_codes.py`` stores them; untimed) and times
+    one step on the images and one on their codes."""
+    times = dict(online=[], codes=[])
+    for i in range(args.warmup + args.iters):
+        batch = synthetic_batch(cfg, ar, device, gen)
+        with torch.no_grad():
+            data = model.data_preprocessor(batch, True)
+            codes = dict(tokens=model.encode(data['img']), label=data['label'],
+                         targets=model.teacher_features(data['img']))
+        online_s, codes_s = step(i, batch), step(i, codes)
+        if i >= args.warmup:
+            times['online'].append(online_s)
+            times['codes'].append(codes_s)
+    median = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    batch = cfg.train_dataloader.batch_size
+    return dict(step_times_s=times, step_time_median_s=median,
+                images_per_s_median={k: batch / v for k, v in median.items()},
+                speedup_median=median['online'] / median['codes'])
 
 
 def main(argv=None) -> None:
@@ -318,10 +346,18 @@ def main(argv=None) -> None:
         sys.exit(f'--iters must be >= 1 and --warmup >= 0, got {args.iters} and {args.warmup}')
     if not osp.isfile(args.config):
         sys.exit(f'config file not found: {args.config}')
+    if args.codes and read_config(args.config).model.type != 'FrozenTokenizerAR':
+        sys.exit(f'--codes times stage 2 / the baseline (FrozenTokenizerAR); {args.config} '
+                 f'trains {read_config(args.config).model.type}')
     record = run(args)
     atomic_write_bytes(json.dumps(record, indent=2).encode(), args.out)
     mfu = f', MFU {record["mfu"]:.1%}' if record['mfu'] is not None else ''
     phases = ', '.join(f'{k} {v * 1e3:.1f} ms' for k, v in record['phase_time_s'].items())
+    if 'codes' in record:
+        c = record['codes']
+        print(f'[benchmark] from codes: {c["images_per_s_median"]["codes"]:.2f} images/s vs '
+              f'online {c["images_per_s_median"]["online"]:.2f} images/s (median step), '
+              f'speed-up {c["speedup_median"]:.2f}x')
     print(f'[benchmark] {record["stage"]} {record["images_per_s"]:.2f} images/s, step '
           f'{record["step_time_s"] * 1e3:.1f} ms ({phases}), '
           f'{record["flops_per_image"] / 1e9:.2f} GFLOP/image, '

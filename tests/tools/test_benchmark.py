@@ -111,3 +111,23 @@ def test_the_peer_sampling_benchmark_names_a_wrong_checkout(tmp_path):
     spec.loader.exec_module(module)
     with pytest.raises(SystemExit, match=r'no autoregressive/models/gpt.py'):
         module.main(['--peer-dir', str(tmp_path)])
+
+
+def test_benchmark_from_codes_times_both_paths(tmp_path):
+    """``--codes``: the stage-2 step on the images and on their codes (encoded once), the same
+    number of timed steps each, in the JSON; a config of another stage is refused."""
+    out = tmp_path / 'bench.json'
+    proc = run_tool(['tools/benchmark.py', 'configs/ar/baseline_vq_tiny_fashionmnist.py',
+                     '--codes', '--warmup', '1', '--iters', '2', '--batch-size', '4',
+                     '--device', 'cpu', '--out', str(out)])
+    assert '[benchmark] from codes:' in proc.stdout
+    codes = json.loads(out.read_text())['codes']
+    assert [len(codes['step_times_s'][k]) for k in ('online', 'codes')] == [2, 2]
+    for k in ('online', 'codes'):
+        assert codes['images_per_s_median'][k] * codes['step_time_median_s'][k] == \
+            pytest.approx(4)
+    assert codes['speedup_median'] == pytest.approx(
+        codes['step_time_median_s']['online'] / codes['step_time_median_s']['codes'])
+    bad = run_tool(['tools/benchmark.py', 'configs/gear/gear_vq_tiny_fashionmnist.py', '--codes',
+                    '--out', str(tmp_path / 'x.json')], check=False)
+    assert bad.returncode != 0 and 'trains GEAR' in bad.stderr

@@ -27,7 +27,6 @@ early-exit branch) is written beside it as a cross-check of the AR part.
 import argparse
 import json
 import os.path as osp
-import platform
 import resource
 import sys
 import time
@@ -43,7 +42,7 @@ from mmengine.optim import build_optim_wrapper  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
 import gear.engine  # noqa: E402,F401  (registers gear's optimizers, wrappers, hooks)
-from gear.utils.device import DEVICE_HELP, default_device  # noqa: E402
+from gear.utils.device import DEVICE_HELP, default_device, device_name  # noqa: E402
 from gear.engine.batch import per_rank_batch  # noqa: E402
 from gear.engine.config_check import check_overrides, read_config  # noqa: E402
 from gear.engine.optim_wrappers import DeferredGradNormMixin  # noqa: E402
@@ -288,9 +287,7 @@ def run(args) -> dict:
     achieved = flops / mean / 1e12
     record = dict(
         config=args.config, stage=stage, model=type(model).__name__,
-        device=str(device), device_name=(torch.cuda.get_device_name(device)
-                                          if device.type == 'cuda' else platform.processor()
-                                          or platform.machine()),
+        device=str(device), device_name=device_name(device),
         torch_version=torch.__version__, torch_threads=torch.get_num_threads(),
         batch_size=batch, image_size=cfg.train_dataloader.dataset.get('resolution'),
         iters=args.iters, warmup=args.warmup, amp=args.amp, autocast_step=args.autocast_step,

@@ -12,7 +12,6 @@ two modes sampled different tokens.
 import argparse
 import json
 import os.path as osp
-import platform
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
@@ -20,6 +19,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import torch  # noqa: E402
 
 from gear.apis.cli import HelpFormatter, add_sampling_args, sampling_settings  # noqa: E402
+from gear.utils.device import device_name  # noqa: E402
 from gear.apis.loading import load_model  # noqa: E402
 from gear.models.generator import generator_parts  # noqa: E402
 from gear.utils.checkpoint import file_sha256  # noqa: E402
@@ -37,12 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--out', default='bench.json', help='JSON file to write')
     add_sampling_args(parser)  # --no-cache is ignored: both modes run
     return parser
-
-
-def device_name(device: str) -> str:
-    if torch.device(device).type == 'cuda':
-        return torch.cuda.get_device_name(torch.device(device))
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> None:

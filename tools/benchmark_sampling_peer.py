@@ -22,7 +22,6 @@ images/s per mode, speed-ups of gear over each peer mode, the sizes, device, thr
 import argparse
 import json
 import os.path as osp
-import platform
 import sys
 import time
 
@@ -33,7 +32,7 @@ import torch  # noqa: E402
 from gear.models.ar import LlamaGenGPT, generate  # noqa: E402
 from gear.models.converters.llamagen_gpt import to_llamagen_gpt  # noqa: E402
 from gear.utils.checkpoint import atomic_write_bytes  # noqa: E402
-from gear.utils.device import DEVICE_HELP, default_device  # noqa: E402
+from gear.utils.device import DEVICE_HELP, default_device, device_name  # noqa: E402
 
 # the sizes of issue 15's measurement and a GPT-B-like one (n_layer, n_head, dim, tokens, batch)
 SIZES = {
@@ -134,8 +133,7 @@ def main(argv=None) -> None:
     record = dict(size=args.size, **size, cfg_scale=args.cfg_scale, repeats=args.repeats,
                   results=result, speedup=speedup, llamagen_compile_s=compile_s,
                   peer_dir=osp.abspath(args.peer_dir), device=args.device,
-                  device_name=(torch.cuda.get_device_name() if args.device.startswith('cuda')
-                               else platform.processor() or platform.machine()),
+                  device_name=device_name(args.device),
                   torch_threads=torch.get_num_threads(), torch_version=torch.__version__)
     atomic_write_bytes(json.dumps(record, indent=2).encode(), args.out)
     print(f'[benchmark] {args.size}: ' + ', '.join(

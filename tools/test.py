@@ -28,13 +28,11 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mmengine.config import Config  # noqa: E402
-
 from gear.apis.cli import (HelpFormatter, add_label_args, add_progress_arg,  # noqa: E402
                            add_sampling_args, label_request, sampling_settings)
 from gear.apis.evaluate import (PARTS, EvaluationSettings, evaluate_checkpoint,  # noqa: E402
                                 write_results)
-from gear.apis.reference import NoReferenceError  # noqa: E402
+from gear.apis.reference import NoReferenceError, dataset_of_config  # noqa: E402
 from gear.evaluation.inception import RESIZE_FILTERS  # noqa: E402
 from gear.utils.checkpoint import CheckpointError  # noqa: E402
 from gear.utils.distributed import process_group_from_environment  # noqa: E402
@@ -90,10 +88,11 @@ def main(argv=None) -> None:
         args.num_samples = args.num_samples or preset['num_samples']
         args.labels = args.labels or preset['labels']
     dataset = None
-    if config is not None:
-        cfg = Config.fromfile(config)
-        loader = cfg.get('test_dataloader') or cfg.get('val_dataloader')
-        dataset = loader['dataset'].to_dict() if loader else None
+    if config is not None:  # the run's test (else val) dataset, if it has one
+        try:
+            dataset = dataset_of_config(config)
+        except NoReferenceError:
+            dataset = None
     settings = sampling_settings(args)
     labels = label_request(args)
     stem = osp.splitext(checkpoint)[0]

@@ -8,3 +8,12 @@ def default_device() -> str:
 
 
 DEVICE_HELP = "torch device (default: 'cuda' if a GPU is visible, else 'cpu')"
+
+
+def device_name(device) -> str:
+    """What benchmark JSON records as the device: the GPU's name, or the CPU's."""
+    import platform
+    device = torch.device(device)
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()

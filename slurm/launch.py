@@ -32,6 +32,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkou
 import gear  # noqa: E402
 from gear.engine.batch import GLOBAL_BATCH_KEY, per_rank_batch  # noqa: E402
 from gear.engine.config_check import read_config  # noqa: E402
+from gear.extract_codes import build_parser as build_codes_parser  # noqa: E402
 from gear.pipeline.chain import Pipeline, Stage, load_pipeline  # noqa: E402
 from gear.pipeline.slurm_trainer import Trainer  # noqa: E402
 from gear.train import add_train_arguments, build_parser as build_train_parser  # noqa: E402
@@ -180,8 +181,12 @@ def plan(pipeline: Pipeline, res: dict, only: Optional[List[str]] = None,
             raise ValueError(f'{stage.name} needs {missing}: not complete in {pipeline.work_dir} '
                              f'and not submitted with it (add them to --stages)')
         argv = pipeline.train_args(stage, extra)
-        train_args = build_train_parser().parse_args(argv)  # the job's arguments must parse
-        global_batch, rank_batch = batch_of(stage, train_args, res)
+        if stage.kind == 'codes':  # an extraction: no batch to split
+            build_codes_parser().parse_args(argv)  # the job's arguments must parse
+            global_batch = rank_batch = None
+        else:
+            train_args = build_train_parser().parse_args(argv)
+            global_batch, rank_batch = batch_of(stage, train_args, res)
         work_dir = pipeline.stage_dir(stage.name)
         jobs.append(Job(stage=stage, argv=argv, work_dir=work_dir, after=after,
                         folder=osp.join(pipeline.work_dir, 'slurm', stage.name),
@@ -209,7 +214,7 @@ def describe(job: Job, res: dict, active: Dict[str, str]) -> str:
         f'{res["time_min"]} min, max requeues {res["max_requeues"]}',
         f'  batch: {batch}',
         f'  dependency: {deps}',
-        f'  command: python -m gear.train {" ".join(job.argv)}',
+        f'  command: python -m {job.stage.module} {" ".join(job.argv)}',
         f'  logs: {job.folder}/%j_0_log.out'])
 
 
@@ -229,7 +234,7 @@ def submit(jobs: List[Job], res: dict, active: Dict[str, str]) -> Dict[str, str]
         executor.update_parameters(**job.params, slurm_additional_parameters=extra,
                                    slurm_setup=setup)
         trainer = Trainer(job.stage.name, job.argv, job.work_dir,
-                          max_requeues=res['max_requeues'])
+                          max_requeues=res['max_requeues'], module=job.stage.module)
         ids[job.stage.name] = executor.submit(trainer).job_id
         print(f'[slurm] submitted {job.stage.name} as job {ids[job.stage.name]}'
               + (f' ({extra["dependency"]})' if job.after else ''), flush=True)

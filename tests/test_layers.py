@@ -1,7 +1,7 @@
 """gear's imports only point down, and every module imports on its own.
 
     utils, registry, version  <-  datasets, models  <-  evaluation  <-  engine
-        <-  apis, train  <-  pipeline  <-  tools/, slurm/ (outside the package)
+        <-  apis, train  <-  extract_codes  <-  pipeline  <-  tools/, slurm/ (outside the package)
 
 A module may import its own package and anything on a lower layer, never a higher one or a
 sibling package of its layer; lazy imports inside functions count too. ``tools/`` and
@@ -15,7 +15,8 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LAYERS = {'gear': 0, 'gear.version': 0, 'gear.registry': 0, 'gear.utils': 0,
           'gear.datasets': 1, 'gear.models': 1, 'gear.evaluation': 2, 'gear.engine': 3,
-          'gear.apis': 4, 'gear.train': 4, 'gear.pipeline': 5}
+          'gear.apis': 4, 'gear.train': 4, 'gear.extract_codes': 5,
+          'gear.pipeline': 6}
 
 
 def module_name(path: pathlib.Path) -> str:

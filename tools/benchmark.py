@@ -325,7 +325,7 @@ def time_codes(model, cfg, ar, device, gen, step, args) -> dict:
         with torch.no_grad():
             data = model.data_preprocessor(batch, True)
             codes = dict(tokens=model.encode(data['img']), label=data['label'],
-                         targets=model.teacher_features(data['img']))
+                         teacher_maps=model.teacher_maps(data['img']))
         online_s, codes_s = step(i, batch), step(i, codes)
         if i >= args.warmup:
             times['online'].append(online_s)

@@ -3,6 +3,7 @@
     python tools/pipeline.py configs/pipelines/gear_vq_tiny_fashionmnist.py
     python tools/pipeline.py PIPELINE --stages stage0_warmup stage1_gear   # a subset
     python tools/pipeline.py PIPELINE --cfg-options train_cfg.max_iters=20  # for every stage
+    python tools/pipeline.py PIPELINE --stage-options baseline:train_cfg.max_iters=20  # for one
     python tools/pipeline.py PIPELINE --jobs 2                              # 2 stages at once
     python tools/pipeline.py PIPELINE --launcher pytorch --nproc-per-node 8  # each stage on 8
     python tools/pipeline.py PIPELINE --dry-run                             # print the commands
@@ -35,6 +36,9 @@ def main(argv=None) -> None:
     parser.add_argument('--stages', nargs='+', help='run only these stages')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='config overrides applied to every stage')
+    parser.add_argument('--stage-options', nargs='+', action=DictAction, default={},
+                        metavar='STAGE:KEY=VALUE',
+                        help='config overrides for one stage, after --cfg-options')
     parser.add_argument('--eval-options', nargs='+', action=DictAction, default={},
                         help='override the evaluate options, e.g. per_class=1 reference_images=20')
     parser.add_argument('--jobs', type=int, default=1,
@@ -53,6 +57,10 @@ def main(argv=None) -> None:
         parser.error('--nproc-per-node needs --launcher pytorch')
     nproc = (args.nproc_per_node or 2) if args.launcher == 'pytorch' else 1
     pipeline = load_pipeline(args.pipeline, args.work_dir)
+    try:
+        pipeline.set_stage_options(args.stage_options)
+    except ValueError as e:
+        parser.error(str(e))
     if args.dry_run:
         print(pipeline.plan(args.cfg_options, nproc))
         return

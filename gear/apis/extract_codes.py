@@ -15,8 +15,10 @@ is refused: codes are computed once), and through the model's data preprocessor,
 batch is. Its views are encoded as separate batches of ``batch_size`` items (exactly a training
 batch of those images): ``orig`` and ``flip`` by default; with ``ten_crop`` the item is prepared
 at ``int(crop_range * resolution)`` px and cut into LlamaGen's ten crops. For each view the
-tokens (``model.encode``) and the teachers' features (``model.teacher_features``) are stored, in
-float32 without autocast, as stage 2 computes them online.
+tokens (``model.encode``) and the teachers' feature maps before their resampling to the token
+grid (``model.teacher_maps``; a training step finishes them with ``teacher.targets_from_map``,
+as ``teacher(x)`` does) are stored, in float32 without autocast, as stage 2 computes them
+online.
 
 The peer, LlamaGen's ``autoregressive/train/extract_codes_c2i.py``, stores per image the codes
 of (image, flip) or of ten crops of a ``1.1 x`` centre crop, one ``.npy`` per image, with a
@@ -177,11 +179,11 @@ def describe_meta(keys: dict, model, dataset, split: str, batch_size: int,
                   probe: Tensor) -> dict:
     """meta.json of these codes; shapes from one probe batch of views (V, 3, R, R)."""
     grid = list(model.tokenizer.encode(probe).indices.shape[1:])  # (h, w)
-    feats = model.teacher_features(probe)  # {name: (V, L, C)}
+    feats = model.teacher_maps(probe)  # {name: (V, C, h', w')}
     n, v, length = len(dataset), len(keys['views']), grid[0] * grid[1]
     k = int(model.tokenizer.codebook_size)
     teachers = {name: dict(keys['teachers'][name], file=f'teacher_{name}.npy',
-                           shape=[n, v, length, int(f.shape[-1])],
+                           shape=[n, v, *map(int, f.shape[1:])],
                            computed_dtype=str(f.dtype).replace('torch.', ''))
                 for name, f in feats.items()}
     return dict(keys, format=FORMAT, version=VERSION, gear_version=__version__, split=split,
@@ -235,13 +237,13 @@ def encode_chunks(model, dataset, partial: str, meta: dict, chunks: List[int],
     for chunk, index, batch in zip(chunks, rows, loader):
         data = model.data_preprocessor(batch, False)
         xs = views_of(data['img'], meta['ten_crop'], size)  # V x (B, 3, R, R)
-        feats = [model.teacher_features(x) for x in xs]  # V x {name: (B, L, C)}
+        feats = [model.teacher_maps(x) for x in xs]  # V x {name: (B, C, h', w')}
         where = slice(index[0], index[-1] + 1)
         arrays['indices'][where] = torch.stack([model.encode(x) for x in xs], 1).cpu().numpy()
         arrays['labels'][where] = data['label'].cpu().numpy()  # (B, V, L) above, (B,) here
         for name in meta['teachers']:
             arrays[f'teacher/{name}'][where] = torch.stack(
-                [f[name] for f in feats], 1).float().cpu().numpy()  # (B, V, L, C)
+                [f[name] for f in feats], 1).float().cpu().numpy()  # (B, V, C, h', w')
         for arr in arrays.values():
             arr.flush()  # the rows are on disk before the marker says so
         mark_done(partial, chunk)

@@ -1,7 +1,7 @@
 """``CodesDataset``: stage 2 and the baseline read pre-extracted codes instead of images.
 
-Items are ``dict(tokens=LongTensor (L,), label=int, targets={teacher: FloatTensor (L, C)},
-view=int)``: one stored view of item ``idx``, drawn uniformly from ``views`` with the global
+Items are ``dict(tokens=LongTensor (L,), label=int, teacher_maps={teacher: FloatTensor
+(C, h, w)}, view=int)``: one stored view of item ``idx``, drawn uniformly from ``views`` with the global
 ``torch`` RNG (one ``torch.randint`` per item when there are several views, none otherwise), as
 gear's random transforms draw: reproducible under the DataLoader's per-worker seeding and, with
 ``RNGStateHook``, across resume. ``FrozenTokenizerAR`` takes such batches in place of images and
@@ -85,9 +85,9 @@ class CodesDataset(Dataset):
             view = self.view_ids[0]
         a = self.arrays
         tokens = torch.from_numpy(a['indices'][idx, view].astype(np.int64))  # (L,)
-        targets = {n: torch.from_numpy(np.array(a[f'teacher/{n}'][idx, view], dtype=np.float32))
-                   for n in self.teacher_names}  # {name: (L, C)}
-        return dict(tokens=tokens, label=int(a['labels'][idx]), targets=targets, view=view)
+        maps = {n: torch.from_numpy(np.array(a[f'teacher/{n}'][idx, view], dtype=np.float32))
+                for n in self.teacher_names}  # {name: (C, h, w)}
+        return dict(tokens=tokens, label=int(a['labels'][idx]), teacher_maps=maps, view=view)
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}({self.root}: {describe(self.meta)})'

@@ -7,9 +7,12 @@ A codes directory ``root`` holds the N items of a source dataset, in its order, 
     indices.npy         (N, V, L) int16 (int32 above 32767 codes): the frozen tokenizer's hard
                         tokens, L = h * w, row-major over its (h, w) grid
     labels.npy          (N,) int64
-    teacher_{name}.npy  (N, V, L, C) float32 (``--feature-dtype float16`` halves the disk, and
-                        the values are then rounded): each teacher's patch features on the
-                        token grid, as ``teacher(x)`` returns them (resampled, target-normalised)
+    teacher_{name}.npy  (N, V, C, h', w') float32 (``--feature-dtype float16`` halves the disk,
+                        and the values are then rounded): each teacher's feature map as its
+                        network gives it (``teacher.feature_map(x)``), before the resampling to
+                        the token grid and the target normalisation, which the reading model
+                        applies (``teacher.targets_from_map``, the same ops as ``teacher(x)``).
+                        EfficientNet-Lite0 at 128 px: a 4x4 map for an 8x8 grid, 4x less disk
 
 Views (``meta['views']``): ``orig`` and ``flip`` (the horizontal mirror), or with ten-crop
 LlamaGen's ten crops of the image prepared at ``crop_range`` times the resolution (four corners
@@ -44,7 +47,7 @@ import numpy as np
 
 from gear.utils.checkpoint import atomic_write_bytes
 
-FORMAT, VERSION = 'gear-codes', 1
+FORMAT, VERSION = 'gear-codes', 2  # 2: teacher maps before resampling (1: targets)
 META = 'meta.json'
 PARTIAL_SUFFIX = '.partial'
 DONE_DIR = 'done'
@@ -196,5 +199,6 @@ def describe(meta: Optional[dict]) -> str:
     if not meta:
         return '(none)'
     return (f'{meta["num_items"]} items x {len(meta["views"])} views {meta["views"]}, grid '
-            f'{meta["token_grid"]}, {meta["codebook_size"]} codes, teachers '
-            f'{sorted(meta["teachers"])}, tokenizer sha256 {meta["tokenizer_sha256"][:12]}')
+            f'{meta["token_grid"]}, {meta["codebook_size"]} codes, teacher maps '
+            f'{ {n: t["shape"][2:] for n, t in sorted(meta["teachers"].items())} }, tokenizer '
+            f'sha256 {meta["tokenizer_sha256"][:12]}')

@@ -30,7 +30,7 @@ from .align.feature_cache import module_fingerprint
 from .align_eval import per_sample_alignment
 from .code_usage import CodeUsageMeter
 from .phases import prior_step, update_ema
-from .prior import build_prior, build_teachers, teacher_features
+from .prior import build_prior, build_teachers, teacher_features, teacher_maps
 from .stage_model import StageModel
 
 
@@ -93,15 +93,16 @@ class FrozenTokenizerAR(StageModel):
 
     def tokens_and_targets(self, data: dict) -> Tuple[Tensor, Dict[str, Tensor]]:
         """Hard tokens (B, N) and teacher targets {name: (B, N, C)}: encoded online from
-        ``img``, or read from pre-extracted codes (``tokens``, ``targets``)."""
+        ``img``, or read from pre-extracted codes (``tokens``, and ``teacher_maps`` {name:
+        (B, C, h, w)}, finished by each teacher's ``targets_from_map`` as online)."""
         if 'tokens' not in data:
             x = data['img']
             return self.encode(x), self.teacher_features(x)
-        targets = data['targets']
-        if set(targets) != set(self.teachers):
-            raise KeyError(f'codes batch holds targets of teachers {sorted(targets)}, '
+        maps = data['teacher_maps']
+        if set(maps) != set(self.teachers):
+            raise KeyError(f'codes batch holds the maps of teachers {sorted(maps)}, '
                            f'model.teachers has {sorted(self.teachers)}')
-        return data['tokens'], targets
+        return data['tokens'], {n: t.targets_from_map(maps[n]) for n, t in self.teachers.items()}
 
     def prior_phase(self, tokens: Tensor, cond: Tensor, y: Dict[str, Tensor],
                     optim: OptimWrapper) -> Dict[str, Tensor]:
@@ -110,6 +111,9 @@ class FrozenTokenizerAR(StageModel):
 
     def teacher_features(self, x: Tensor) -> Dict[str, Tensor]:
         return teacher_features(self.teachers, x)
+
+    def teacher_maps(self, x: Tensor) -> Dict[str, Tensor]:
+        return teacher_maps(self.teachers, x)
 
     def codes_keys(self) -> dict:
         """What pre-extracted codes must have been made with to stand for this model's passes:

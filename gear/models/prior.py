@@ -93,3 +93,9 @@ def build_prior(prior: dict, teachers: nn.ModuleDict, codebook_size: int) -> Pri
 def teacher_features(teachers: nn.ModuleDict, x: Tensor) -> Dict[str, Tensor]:
     """Frozen teachers' patch features on the token grid: {name: (B, N, C)}, no gradient."""
     return {name: teacher(x) for name, teacher in teachers.items()}
+
+
+def teacher_maps(teachers: nn.ModuleDict, x: Tensor) -> Dict[str, Tensor]:
+    """Frozen teachers' feature maps before resampling: {name: (B, C, h, w)}, no gradient
+    (``teacher.targets_from_map`` turns one into ``teacher(x)``)."""
+    return {name: teacher.feature_map(x) for name, teacher in teachers.items()}

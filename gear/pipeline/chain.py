@@ -8,6 +8,11 @@ are found from the working directory, else in the installed package (``find_conf
 run in the caller's working directory, so relative paths in configs mean the same as for
 ``python -m gear.train``.
 
+A stage of ``kind='codes'`` extracts the codes of a stage-2 / baseline config instead of
+training (``python -m gear.extract_codes CONFIG --out {work_dir}/{name}``, docs/codes.md); it is
+complete when its codes are (``meta.json``), an interrupted one is completed by the rerun, and
+a later stage's ``inputs`` maps a key (``train_dataloader.dataset.root``) to the codes directory.
+
 An optional ``evaluate`` dict (``stages`` plus ``gear.apis.evaluate.evaluate_checkpoint``
 keyword arguments) evaluates the named stages' ``final.pth`` once they are complete, into
 ``{stage}/evaluation.json``; a results file made with the same options is not redone.
@@ -29,7 +34,8 @@ from gear.utils.config_path import find_config
 from .progress import StageProgress, StepProgress
 
 EVALUATION_RESULTS = 'evaluation.json'
-TRAIN_MODULE = ['-m', 'gear.train']  # what every stage runs
+STAGE_MODULES = {'train': 'gear.train', 'codes': 'gear.extract_codes'}  # kind -> entry point
+CODES_META = 'meta.json'  # present once a codes stage is complete (gear/datasets/codes_store.py)
 POLL_S = 0.5  # how often a running stage is checked on
 
 
@@ -40,6 +46,11 @@ class Stage:
     config: str
     inputs: Dict[str, str] = field(default_factory=dict)
     cfg_options: Dict[str, object] = field(default_factory=dict)
+    kind: str = 'train'  # or 'codes': extract the config's codes (gear.extract_codes)
+
+    @property
+    def module(self) -> str:
+        return STAGE_MODULES[self.kind]
 
     @property
     def depends_on(self) -> List[str]:
@@ -53,6 +64,7 @@ class Pipeline:
     compare: Dict[str, str] = field(default_factory=dict)
     source: str = ''
     evaluate: Dict[str, object] = field(default_factory=dict)
+    stage_options: Dict[str, Dict[str, object]] = field(default_factory=dict)  # name -> options
 
     def stage_dir(self, name: str) -> str:
         return osp.join(self.work_dir, name)
@@ -60,16 +72,47 @@ class Pipeline:
     def final_weights(self, name: str) -> str:
         return osp.join(self.stage_dir(name), FINAL_WEIGHTS)
 
+    def stage(self, name: str) -> Stage:
+        return next(s for s in self.stages if s.name == name)
+
+    def output(self, name: str) -> str:
+        """What a later stage reads of stage ``name``: its ``final.pth``, or its codes dir."""
+        if self.stage(name).kind == 'codes':
+            return self.stage_dir(name)
+        return self.final_weights(name)
+
     def is_complete(self, name: str) -> bool:
+        if self.stage(name).kind == 'codes':
+            return osp.isfile(osp.join(self.stage_dir(name), CODES_META))
         return osp.isfile(self.final_weights(name))
+
+    def log_file(self, name: str) -> str:
+        """Where a stage run with ``jobs`` > 1 logs: in its dir, beside a codes dir (which
+        appears only complete)."""
+        if self.stage(name).kind == 'codes':
+            return self.stage_dir(name) + '.log'
+        return osp.join(self.stage_dir(name), 'pipeline.log')
 
     def evaluation_results(self, name: str) -> str:
         return osp.join(self.stage_dir(name), EVALUATION_RESULTS)
 
     def options(self, stage: Stage, extra: Optional[Dict[str, object]] = None) -> Dict[str, object]:
-        """The ``--cfg-options`` of a stage: inputs as paths, its own options, then ``extra``."""
-        opts = {key: self.final_weights(src) for key, src in stage.inputs.items()}
-        return {**opts, **stage.cfg_options, **(extra or {})}
+        """The ``--cfg-options`` of a stage: inputs as paths, its own options, ``extra`` (every
+        stage's), then ``stage_options[stage.name]`` (``--stage-options``)."""
+        opts = {key: self.output(src) for key, src in stage.inputs.items()}
+        return {**opts, **stage.cfg_options, **(extra or {}),
+                **self.stage_options.get(stage.name, {})}
+
+    def set_stage_options(self, options: Dict[str, object]) -> None:
+        """``{'STAGE:key': value}`` (``--stage-options STAGE:key=value``) into
+        ``stage_options``; an unknown or missing stage name is an error naming it."""
+        names = [s.name for s in self.stages]
+        for key, value in options.items():
+            name, sep, option = key.partition(':')
+            if not sep or name not in names or not option:
+                raise ValueError(f'--stage-options {key}={value}: STAGE:KEY=VALUE with STAGE one '
+                                 f'of {names}')
+            self.stage_options.setdefault(name, {})[option] = value
 
     def plan(self, extra: Optional[Dict[str, object]] = None, nproc_per_node: int = 1) -> str:
         """What ``--dry-run`` prints: each stage's state, dependencies and command."""
@@ -80,15 +123,19 @@ class Pipeline:
             for s in self.stages)
 
     def train_args(self, stage: Stage, extra: Optional[Dict[str, object]] = None) -> List[str]:
-        """The ``gear.train`` arguments of a stage (``gear.train.build_parser`` parses them)."""
-        args = [_abs(stage.config), '--work-dir', self.stage_dir(stage.name), '--resume']
+        """The arguments of a stage's entry point (``gear.train.build_parser`` parses a training
+        stage's, ``gear.extract_codes.build_parser`` a codes stage's)."""
+        if stage.kind == 'codes':  # the extraction completes a partial one by itself
+            args = [_abs(stage.config), '--out', self.stage_dir(stage.name), '--no-progress']
+        else:
+            args = [_abs(stage.config), '--work-dir', self.stage_dir(stage.name), '--resume']
         opts = self.options(stage, extra)
         if opts:
             args += ['--cfg-options'] + [f'{k}={_fmt(v)}' for k, v in opts.items()]
         return args
 
     def train_command(self, stage: Stage, extra: Optional[Dict[str, object]] = None) -> List[str]:
-        return TRAIN_MODULE + self.train_args(stage, extra)
+        return ['-m', stage.module] + self.train_args(stage, extra)
 
 
 def _abs(path: str) -> str:
@@ -115,8 +162,10 @@ def load_pipeline(path: str, work_dir: Optional[str] = None) -> Pipeline:
     stages, seen = [], set()
     for i, s in enumerate(cfg.get('stages', [])):
         stage = Stage(name=s['name'], config=s['config'], inputs=dict(s.get('inputs', {})),
-                      cfg_options=dict(s.get('cfg_options', {})))
+                      cfg_options=dict(s.get('cfg_options', {})), kind=s.get('kind', 'train'))
         where = f'{path}: stages[{i}] ({stage.name})'
+        if stage.kind not in STAGE_MODULES:
+            raise ValueError(f'{where}: kind {stage.kind!r}: one of {sorted(STAGE_MODULES)}')
         if stage.name in seen:
             raise ValueError(f'{where}: duplicate stage name')
         if not osp.isfile(_abs(stage.config)):
@@ -156,7 +205,7 @@ def launch_command(nproc_per_node: int = 1) -> List[str]:
 def stage_command(pipeline: Pipeline, stage: Stage, extra: Optional[Dict[str, object]] = None,
                   nproc_per_node: int = 1) -> List[str]:
     """The full command line of one stage, on ``nproc_per_node`` processes."""
-    launcher = ['--launcher', 'pytorch'] if nproc_per_node > 1 else []
+    launcher = ['--launcher', 'pytorch'] if nproc_per_node > 1 and stage.kind == 'train' else []
     return launch_command(nproc_per_node) + pipeline.train_command(stage, extra) + launcher
 
 
@@ -167,7 +216,7 @@ def run_pipeline(pipeline: Pipeline, only: Optional[List[str]] = None,
 
     ``jobs`` > 1 runs up to that many independent stages at once, the cores split between
     those that can run (a stage alone gets them all), each one's output in
-    ``{stage}/pipeline.log`` (on a 2-core CPU two
+    ``{stage}/pipeline.log`` (a codes stage's in ``{stage}.log``) (on a 2-core CPU two
     one-thread stages finish sooner than the same two stages one after another). A failed stage
     stops new launches; the running ones finish, then the error names the stage and its log.
     ``nproc_per_node`` > 1 runs each stage under torchrun (``--launcher pytorch``).
@@ -181,7 +230,7 @@ def run_pipeline(pipeline: Pipeline, only: Optional[List[str]] = None,
         if only and stage.name not in only:
             continue
         if pipeline.is_complete(stage.name):
-            log(f'[pipeline] {stage.name}: complete ({pipeline.final_weights(stage.name)}), skipped')
+            log(f'[pipeline] {stage.name}: complete ({pipeline.output(stage.name)}), skipped')
             continue
         todo.append(stage)
     scheduled = {s.name for s in todo}
@@ -222,7 +271,8 @@ def _check_stage(pipeline: Pipeline, stage: Stage, returncode: int, log_file: st
         raise RuntimeError(f'[pipeline] stage {stage.name} failed (exit {returncode}); {where}; '
                            f'rerun to resume')
     if not pipeline.is_complete(stage.name):
-        raise RuntimeError(f'[pipeline] {stage.name} ended without {FINAL_WEIGHTS}; {where}')
+        raise RuntimeError(f'[pipeline] {stage.name} ended without {pipeline.output(stage.name)}'
+                           f'; {where}')
 
 
 def _run_parallel(pipeline: Pipeline, todo: List[Stage], extra, log, jobs: int,
@@ -238,8 +288,8 @@ def _run_parallel(pipeline: Pipeline, todo: List[Stage], extra, log, jobs: int,
             env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
             stage = ready.pop(0)
             pending.remove(stage)
-            os.makedirs(pipeline.stage_dir(stage.name), exist_ok=True)
-            log_file = osp.join(pipeline.stage_dir(stage.name), 'pipeline.log')
+            log_file = pipeline.log_file(stage.name)
+            os.makedirs(osp.dirname(log_file), exist_ok=True)
             cmd = stage_command(pipeline, stage, extra, nproc_per_node)
             progress.start(stage.name)
             log(f'{progress.label(stage.name)} ({threads} threads, log {log_file}): '

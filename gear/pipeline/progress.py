@@ -18,7 +18,8 @@ yet, its steps to go (``train_cfg.max_iters``, less the steps an earlier invocat
 wall time over its steps, start-up included), else a running one's, else the mean of those
 seen so far for any config. With ``jobs`` > 1 the sum is divided by ``jobs``, but is never
 below the longest running stage's ETA (dependencies can leave workers idle, so this errs low).
-Until a stage has run a step there is no pipeline ETA. Evaluation is not part of it.
+Until a stage has run a step there is no pipeline ETA. Evaluation and codes stages
+(extraction: no steps) are not part of it.
 """
 import threading
 import time
@@ -94,8 +95,9 @@ class StageProgress:
         self.number: Dict[str, int] = {}  # name -> k: the k-th stage launched
         self.total = len(stages)
         self.config = {s.name: s.config for s in stages}
-        self.steps_left = {s.name: planned_steps(s.config, pipeline.options(s, extra),
-                                                 pipeline.stage_dir(s.name)) for s in stages}
+        self.codes = {s.name for s in stages if s.kind == 'codes'}  # no steps, no estimate
+        self.steps_left = {s.name: None if s.name in self.codes else planned_steps(
+            s.config, pipeline.options(s, extra), pipeline.stage_dir(s.name)) for s in stages}
         self.started: Dict[str, tuple] = {}  # name -> (monotonic, Unix time) at launch
         self.ended: set = set()
         self.finished_rates: Dict[str, float] = {}  # config -> s per step, start-up included
@@ -136,7 +138,7 @@ class StageProgress:
         """The pipeline ETA (see the module docstring), given the running stages' seconds to go."""
         pending = []
         for name in self.names:
-            if name in self.started:
+            if name in self.started or name in self.codes:
                 continue
             rate = step_time(self.config[name], self.finished_rates, self.running_rates)
             if rate is None or self.steps_left[name] is None:
@@ -153,6 +155,8 @@ class StageProgress:
         """``iter 120/300 (40%), elapsed 1m05s, stage ETA 49s``; ``starting, ...`` before the
         stage wrote its progress, ``finishing, ...`` after its last step."""
         elapsed = fmt_duration(time.monotonic() - self.started[name][0])
+        if name in self.codes:
+            return f'extracting codes, elapsed {elapsed}'
         if progress is None:
             return f'starting, elapsed {elapsed}'
         done, total = progress['iter'], progress['max_iters']
@@ -170,7 +174,7 @@ class StageProgress:
         self.last_tick = time.monotonic()
         running = self.running()
         progress = {n: self.progress(n) for n in running}
-        left = {n: self.seconds_left(n, progress[n]) for n in running}
+        left = {n: self.seconds_left(n, progress[n]) for n in running if n not in self.codes}
         eta = self.eta(left)
         for name in running:
             self.log(f'{self.label(name)}: {self.status(name, progress[name])}'
@@ -192,7 +196,8 @@ class StageProgress:
             steps = progress['iter'] - progress.get('start_iter', 0)
             if steps > 0:
                 self.finished_rates[self.config[name]] = wall / steps
-        left = {n: self.seconds_left(n, self.progress(n)) for n in self.running()}
+        left = {n: self.seconds_left(n, self.progress(n)) for n in self.running()
+                if n not in self.codes}
         eta = self.eta(left)
         self.log(f'{self.label(name)}: {text}'
                  + ('' if eta is None else f', pipeline ETA ~{fmt_duration(eta)}'))

@@ -16,6 +16,9 @@ newest complete checkpoint in its work dir (the runner writes them atomically ev
 data position are restored, and the steps since that checkpoint are redone. Past
 ``max_requeues`` the job is not resubmitted. A job that fails with an error is never requeued:
 submitit calls ``checkpoint`` only on a signal, and the traceback stays in the job's log.
+
+A codes stage (``module='gear.extract_codes'``) runs ``gear.extract_codes.main`` the same way,
+its chunks sharded over the tasks; a requeued one completes the partial extraction.
 """
 import os
 import os.path as osp
@@ -23,7 +26,9 @@ import re
 import time
 from typing import TYPE_CHECKING, Dict, List, Optional
 
-from gear import train
+from gear import extract_codes, train
+
+ENTRY_POINTS = {'gear.train': train.main, 'gear.extract_codes': extract_codes.main}
 
 if TYPE_CHECKING:
     import submitit
@@ -90,10 +95,15 @@ class Trainer:
         max_requeues: Requeues allowed; at the limit :meth:`checkpoint` declines.
         cwd: The working directory the job runs in (relative paths in configs are from
             there); default: the submitting process's.
+        module: The stage's entry point, ``gear.train`` or ``gear.extract_codes`` (then
+            ``argv`` is its arguments and ``work_dir`` the codes dir).
     """
 
     def __init__(self, stage: str, argv: List[str], work_dir: str, requeues: int = 0,
-                 max_requeues: int = 3, cwd: Optional[str] = None):
+                 max_requeues: int = 3, cwd: Optional[str] = None, module: str = 'gear.train'):
+        if module not in ENTRY_POINTS:
+            raise ValueError(f'module: one of {sorted(ENTRY_POINTS)}, got {module!r}')
+        self.module = module
         self.stage = stage
         self.argv = list(argv)
         self.work_dir = work_dir
@@ -102,7 +112,10 @@ class Trainer:
         self.cwd = cwd or os.getcwd()
 
     def train_argv(self, world_size: int) -> List[str]:
-        """The ``gear.train`` arguments of a run with ``world_size`` tasks."""
+        """The ``gear.train`` arguments of a run with ``world_size`` tasks (a codes stage's as
+        given: the extraction reads the world from the environment)."""
+        if self.module != 'gear.train':
+            return list(self.argv)
         launcher = 'pytorch' if world_size > 1 else 'none'
         return [self.argv[0], '--launcher', launcher, *self.argv[1:]]
 
@@ -121,9 +134,10 @@ class Trainer:
             log(f'{self.stage}: job {job_env.job_id}, run {self.requeues + 1} (requeues '
                 f'{self.requeues}/{self.max_requeues}), rank 0 of {world_size}, master '
                 f'{env["MASTER_ADDR"]}:{env["MASTER_PORT"]}, {threads} threads per task')
-            log(f'{self.stage}: python -m gear.train {" ".join(argv)}')
-        train.main(argv)
-        final = osp.join(self.work_dir, 'final.pth')
+            log(f'{self.stage}: python -m {self.module} {" ".join(argv)}')
+        ENTRY_POINTS[self.module](argv)
+        final = self.work_dir if self.module != 'gear.train' else osp.join(self.work_dir,
+                                                                           'final.pth')
         if env['RANK'] == '0':
             log(f'{self.stage}: done, {final}')
         return final
@@ -147,7 +161,8 @@ class Trainer:
         log(f'{self.stage}: interrupted; requeue {self.requeues + 1}/{self.max_requeues}, '
             f'resumes from {latest}')
         return submitit.helpers.DelayedSubmission(self.__class__(
-            self.stage, self.argv, self.work_dir, self.requeues + 1, self.max_requeues, self.cwd))
+            self.stage, self.argv, self.work_dir, self.requeues + 1, self.max_requeues, self.cwd,
+            self.module))
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.stage!r}, requeues={self.requeues}/'

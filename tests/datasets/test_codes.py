@@ -48,14 +48,17 @@ def test_items_are_the_tokens_labels_and_features_of_each_view(extracted):
     for v, view in enumerate((x, x.flip(-1))):
         assert np.array_equal(codes['indices'][:, v], model.encode(view).numpy())
         np.testing.assert_allclose(codes['teacher/effnet'][:, v],
-                                   model.teacher_features(view)['effnet'].numpy(),
-                                   rtol=1e-5, atol=1e-6)
+                                   model.teacher_maps(view)['effnet'].numpy(),
+                                   rtol=1e-5, atol=1e-6)  # the map before resampling
+        torch.testing.assert_close(  # finished as online: the targets of teacher(x)
+            model.teachers['effnet'].targets_from_map(torch.from_numpy(codes['teacher/effnet'][:, v])),
+            model.teacher_features(view)['effnet'], rtol=1e-5, atol=1e-6)
     assert np.array_equal(codes['labels'], images['label'].numpy())
     dataset = CodesDataset(root, source_of(cfg))
     item = dataset[3]
     assert item['tokens'].dtype == torch.long and item['tokens'].shape == (64,)
-    assert item['targets']['effnet'].dtype == torch.float32
-    assert item['targets']['effnet'].shape == (64, 1280)
+    assert item['teacher_maps']['effnet'].dtype == torch.float32
+    assert item['teacher_maps']['effnet'].shape == (1280, 4, 4)  # 128 px / 32; the grid is 8x8
     assert torch.equal(item['tokens'], torch.from_numpy(codes['indices'][3, item['view']]).long())
     assert dataset.metainfo['classes'][0] == 'T-shirt/top'
 

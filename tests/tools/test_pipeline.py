@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-from gear.pipeline.chain import load_pipeline
+from gear.pipeline.chain import load_pipeline, stage_command
 from gear.pipeline.progress import fmt_duration, pipeline_eta, planned_steps, step_time
 
 from ..conftest import PIPELINE, PIPELINE_LENGTH, pipeline_eval_options, run_tool, scalars
@@ -238,3 +238,56 @@ def test_the_pipeline_of_each_quantizer_family_runs_end_to_end(family, tmp_path)
     row = train_rows(work_dir / 'stage1_gear')[4]
     assert row['tokenizer/loss_align_soft'] != 0 and row['tokenizer/loss_entropy'] != 0
     assert 0 < summary['stages']['stage1_gear']['codebook']['usage'] <= 1
+
+
+CODES_PIPELINE = """work_dir = 'w'
+stages = [
+    dict(name='s0', config='configs/tokenizer/tokenizer_vq_tiny_fashionmnist.py'),
+    dict(name='codes', kind='codes', config='configs/ar/baseline_vq_tiny_fashionmnist_codes.py',
+         inputs={'model.init_from.0.checkpoint': 's0'}),
+    dict(name='ar', config='configs/ar/baseline_vq_tiny_fashionmnist_codes.py',
+         inputs={'model.init_from.0.checkpoint': 's0', 'train_dataloader.dataset.root': 'codes'}),
+]
+"""
+
+
+def test_a_codes_stage_extracts_and_its_directory_feeds_the_ar(tmp_path):
+    """``kind='codes'`` runs ``gear.extract_codes`` into the stage's directory, which a later
+    stage's ``inputs`` reads as its codes root; it is complete when its meta.json is there."""
+    from gear.extract_codes import build_parser as codes_parser
+    from gear.train import build_parser as train_parser
+    (tmp_path / 'p.py').write_text(CODES_PIPELINE)
+    pipeline = load_pipeline(str(tmp_path / 'p.py'), str(tmp_path / 'w'))
+    codes, ar = pipeline.stage('codes'), pipeline.stage('ar')
+    cmd = stage_command(pipeline, codes, {'train_cfg.max_iters': 4}, nproc_per_node=2)
+    assert cmd[cmd.index('-m', 2):cmd.index('-m', 2) + 2] == ['-m', 'gear.extract_codes']
+    assert '--launcher' not in cmd  # the extraction reads the world from torchrun's environment
+    args = codes_parser().parse_args(pipeline.train_args(codes))  # what the entry point parses
+    assert args.out == str(tmp_path / 'w' / 'codes') and args.no_progress
+    assert args.cfg_options['model.init_from.0.checkpoint'] == pipeline.final_weights('s0')
+    ar_args = train_parser().parse_args(pipeline.train_args(ar))
+    assert ar_args.cfg_options['train_dataloader.dataset.root'] == str(tmp_path / 'w' / 'codes')
+    assert ar.depends_on == ['codes', 's0']
+    assert pipeline.log_file('codes') == str(tmp_path / 'w' / 'codes.log')  # not inside it
+    (tmp_path / 'w' / 'codes.partial').mkdir(parents=True)  # an interrupted extraction
+    assert not pipeline.is_complete('codes')
+    (tmp_path / 'w' / 'codes').mkdir()
+    (tmp_path / 'w' / 'codes' / 'meta.json').write_text('{}')
+    assert pipeline.is_complete('codes') and not pipeline.is_complete('ar')
+
+
+def test_stage_options_reach_one_stage_and_name_a_bad_stage(tmp_path):
+    (tmp_path / 'p.py').write_text(CODES_PIPELINE)
+    pipeline = load_pipeline(str(tmp_path / 'p.py'))
+    pipeline.set_stage_options({'codes:train_dataloader.dataset.source.num_samples': 16})
+    assert pipeline.options(pipeline.stage('codes'), {'a': 1}) == {
+        'model.init_from.0.checkpoint': pipeline.final_weights('s0'), 'a': 1,
+        'train_dataloader.dataset.source.num_samples': 16}
+    assert 'train_dataloader.dataset.source.num_samples' not in pipeline.options(
+        pipeline.stage('ar'))
+    with pytest.raises(ValueError, match=r"STAGE:KEY=VALUE with STAGE one of \['s0', 'codes', "
+                                         r"'ar'\]"):
+        pipeline.set_stage_options({'nope:train_cfg.max_iters': 2})
+    (tmp_path / 'k.py').write_text(CODES_PIPELINE.replace("kind='codes'", "kind='code'"))
+    with pytest.raises(ValueError, match=r"stages\[1\] \(codes\): kind 'code': one of "):
+        load_pipeline(str(tmp_path / 'k.py'))

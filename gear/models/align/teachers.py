@@ -171,7 +171,13 @@ class BaseTeacher(FrozenNet):
 
     def forward(self, x: Tensor) -> Tensor:
         """Images in [-1, 1] (B, 3, H, W) -> patch features (B, grid_size ** 2, feature_dim)."""
-        feat = resample_grid(self.feature_map(x), self.grid_size)  # (B, C, g, g)
+        return self.targets_from_map(self.feature_map(x))
+
+    def targets_from_map(self, feat: Tensor) -> Tensor:
+        """Steps 3-4 of ``forward``: the network's map (B, C, h, w) -> patch features
+        (B, grid_size ** 2, C). Pre-extracted codes store the map (smaller than the grid when
+        the map is upsampled) and finish with this, exactly as ``forward`` does."""
+        feat = resample_grid(feat, self.grid_size)  # (B, C, g, g)
         feat = feat.flatten(2).transpose(1, 2)  # (B, N, C), row-major over (g, g)
         return normalize_target(feat, self.target_norm, self.target_norm_alpha,
                                 self.target_norm_eps)  # (B, N, C)

@@ -4,7 +4,7 @@
 #   python tools/train.py configs/ar/baseline_vq_tiny_fashionmnist_codes.py
 # It repeats the baseline's one line (init_from) instead of inheriting it: an experiment has at
 # most one link. Augmentation and disk as in ar_vq_tiny_fashionmnist_vqonly_codes.py: image
-# or flip drawn per item; 39 GB of float32 teacher features for the 60k train images.
+# or flip drawn per item; 9.8 GB of float32 teacher maps for the 60k train images.
 _base_ = ['./ar_vq_tiny_fashionmnist_vqonly.py']
 _stage0 = 'work_dirs/tokenizer_vq_tiny_fashionmnist/final.pth'
 

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional
 
 from mmengine.config import Config
 
+from gear.datasets.codes_store import META as CODES_META  # present once codes are complete
 from gear.engine.hooks.export_weights import FINAL_WEIGHTS
 from gear.utils.config_path import find_config
 
@@ -35,7 +36,6 @@ from .progress import StageProgress, StepProgress
 
 EVALUATION_RESULTS = 'evaluation.json'
 STAGE_MODULES = {'train': 'gear.train', 'codes': 'gear.extract_codes'}  # kind -> entry point
-CODES_META = 'meta.json'  # present once a codes stage is complete (gear/datasets/codes_store.py)
 POLL_S = 0.5  # how often a running stage is checked on
 
 

@@ -94,6 +94,33 @@ def test_lpips_explicit_lin_weights_and_frozen(lpips_pair):
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
+def test_lpips_backward_goes_through_the_trunk_for_the_reconstruction_only(lpips_pair):
+    """A training loss (reconstruction with a gradient, target without): the target's trunk
+    pass runs without autograd, so the backward's convolutions cover B images, not 2B; the
+    value and the gradient are those of the one-pass form (both inputs needing a gradient)."""
+    from gear.utils.flops import flop_counter
+    _, ours, _ = lpips_pair
+    torch.manual_seed(2)
+    target = torch.rand(2, 3, 32, 32) * 2 - 1
+    runs = []
+    noise = 0.2 * torch.randn_like(target)
+    for target_grad in (False, True):
+        pred = (target + noise).requires_grad_(True)  # (B, 3, H, W), the reconstruction
+        tgt = target.clone().requires_grad_(target_grad)
+        with flop_counter() as counter:
+            loss = ours(pred, tgt)
+            loss.backward()
+        backward = counter.get_flop_counts()['Global'][torch.ops.aten.convolution_backward]
+        runs.append((loss.detach(), pred.grad, backward))
+    (loss, grad, backward), (loss_ref, grad_ref, backward_ref) = runs
+    torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-4, atol=1e-8)
+    # both count the five 1x1 heads' input gradients once, 2 B C_l H_l W_l each; the trunk's
+    # backward convolutions cover B images here and 2B in the one-pass form
+    heads = sum(2 * 2 * c * (32 // 2 ** l) ** 2 for l, c in enumerate((64, 128, 256, 512, 512)))
+    assert 2 * (backward - heads) == backward_ref - heads
+
+
 def test_lpips_missing_vgg_weights_names_path():
     with pytest.raises(FileNotFoundError, match=r"/nonexistent/vgg\.pth.*vgg_weights="):
         LPIPS(vgg_weights='/nonexistent/vgg.pth')

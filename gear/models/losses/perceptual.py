@@ -165,17 +165,34 @@ class LPIPS(FrozenNet):
             start = end
         return taps
 
+    def _pair_taps(self, x: Tensor, y: Tensor) -> tuple:
+        """The trunk's five maps of x and of y (two lists of (B, C_l, H_l, W_l)).
+
+        One pass over the 2B images, except when exactly one of them needs a gradient (the
+        training loss: a reconstruction against its target): the other then runs without
+        autograd, so the backward pass goes through the trunk for B images, not 2B. The
+        per-image maps are the same either way.
+        """
+        if torch.is_grad_enabled() and x.requires_grad != y.requires_grad:
+            moving, fixed = (x, y) if x.requires_grad else (y, x)
+            with torch.no_grad():
+                fixed_taps = self._taps((fixed - self.shift) / self.scale)
+            moving_taps = self._taps((moving - self.shift) / self.scale)
+            return (moving_taps, fixed_taps) if x.requires_grad else (fixed_taps, moving_taps)
+        b = x.shape[0]
+        taps = self._taps((torch.cat([x, y], dim=0) - self.shift) / self.scale)  # (2B, ...)
+        return [t[:b] for t in taps], [t[b:] for t in taps]
+
     def distance(self, x: Tensor, y: Tensor) -> Tensor:
         """x, y: (B, 3, H, W) in [-1, 1] -> (B,) LPIPS distance."""
-        b = x.shape[0]
         with fp32_region(x, y, enabled=self.fp32) as (x, y):
-            xy = (torch.cat([x, y], dim=0) - self.shift) / self.scale  # (2B, 3, H, W), one pass
-            taps = self._taps(xy)
+            taps_x, taps_y = self._pair_taps(x, y)
         dist = 0.
-        with fp32_region(*taps) as taps:  # normalise, difference and heads in float32
-            for lin, feat in zip(self.lins, taps):
-                fx, fy = _unit_normalize(feat[:b]), _unit_normalize(feat[b:])
-                dist = dist + lin((fx - fy) ** 2).mean(dim=(2, 3))  # (B, 1)
+        with fp32_region(*taps_x, *taps_y) as taps:  # normalise, difference, heads in float32
+            n = len(self.lins)
+            for lin, fx, fy in zip(self.lins, taps[:n], taps[n:]):
+                dist = dist + lin((_unit_normalize(fx) - _unit_normalize(fy)) ** 2
+                                  ).mean(dim=(2, 3))  # (B, 1)
         return dist.flatten()
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:

@@ -77,3 +77,44 @@ def test_lpips_without_weight_files():
     assert loss(x, x).item() == 0.0 and loss(x, -x).item() > 0
     with pytest.raises(ValueError, match="pretrained_source.*'hub'"):
         LPIPS(pretrained_source='hub')
+
+
+def _conv_layouts(module: torch.nn.Module, call) -> set:
+    """Whether the inputs of ``module``'s 3x3 / 4x4 convolutions were channels-last during
+    ``call()``: the set of the flags seen."""
+    seen, hooks = set(), []
+    for m in module.modules():
+        if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] > 1:
+            hooks.append(m.register_forward_hook(lambda mod, args, out: seen.add(
+                args[0].is_contiguous(memory_format=torch.channels_last)
+                and not args[0].is_contiguous())))
+    try:
+        call()
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def test_convolutions_run_channels_last_under_cpu_autocast_only():
+    """The VQ tokenizer (encoder and decoder), PatchGAN and LPIPS-VGG convolve NHWC inputs in a
+    bf16 CPU autocast, NCHW ones in float32 (whose numbers are those of plain NCHW modules)."""
+    from gear.models.discriminators import PatchGANDiscriminator
+    from gear.models.losses import LPIPS
+    from gear.models.tokenizers import VQTokenizer
+    torch.manual_seed(0)
+    tok = VQTokenizer(ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=32,
+                      quantizer=dict(type='VectorQuantizer', codebook_size=16, embed_dim=4))
+    nets = dict(tokenizer=(tok, lambda x: tok(x)[0]),
+                discriminator=(PatchGANDiscriminator(base_channels=16), None),
+                lpips=(LPIPS(pretrained_source='none'), lambda x: LPIPS.distance(
+                    nets['lpips'][0], x, x.flip(0))))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    for name, (net, fn) in nets.items():
+        fn = fn or net
+        with bf16():
+            assert _conv_layouts(net, lambda: fn(x)) == {True}, name
+        assert _conv_layouts(net, lambda: fn(x)) == {False}, name
+    with bf16():
+        assert tok(x)[0].is_contiguous(memory_format=torch.channels_last)  # (B, 3, H, W) NHWC
+    assert tok(x)[0].is_contiguous()

@@ -13,6 +13,7 @@ gives (B, 1, 30, 30) logits with the default config (n = 3).
 from torch import Tensor, nn
 
 from gear.registry import DISCRIMINATORS
+from ..losses.precision import autocast_channels_last
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -66,5 +67,6 @@ class PatchGANDiscriminator(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (B, C, H, W) in [-1, 1] -> (B, 1, h, w) logits."""
-        return self.main(x)
+        """x: (B, C, H, W) in [-1, 1] -> (B, 1, h, w) logits (channels-last under a CPU
+        autocast: ``autocast_channels_last``)."""
+        return self.main(autocast_channels_last(x))

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from gear.registry import LOSSES
 from gear.utils.frozen import FrozenNet
-from .precision import fp32_region
+from .precision import autocast_channels_last, fp32_region
 
 # LPIPS v0.1 input scaling: (x - shift) / scale, x in [-1, 1].
 _LPIPS_SHIFT = (-.030, -.088, -.188)
@@ -156,8 +156,9 @@ class LPIPS(FrozenNet):
         self.freeze_()
 
     def _taps(self, x: Tensor) -> list:
-        """(N, 3, H, W) scaled input -> five VGG feature maps (N, C_l, H_l, W_l)."""
-        taps, start = [], 0
+        """(N, 3, H, W) scaled input -> five VGG feature maps (N, C_l, H_l, W_l); channels-last
+        under a CPU autocast (``autocast_channels_last``)."""
+        x, taps, start = autocast_channels_last(x), [], 0
         for end in _VGG_SLICE_ENDS:
             for idx in range(start, end):
                 x = self.features[idx](x)
@@ -257,6 +258,7 @@ class STLPIPS(FrozenNet):
     def distance(self, x: Tensor, y: Tensor) -> Tensor:
         """x, y: (B, 3, H, W) in [-1, 1] -> (B,) ST-LPIPS distance (float32 out)."""
         with fp32_region(x, y, enabled=self.fp32) as (x, y):
+            x, y = autocast_channels_last(x), autocast_channels_last(y)  # NHWC in CPU autocast
             return self.metric(x, y, normalize=False).flatten().float()  # (B, 1, 1, 1) -> (B,)
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Precision control under mixed precision: run a loss (or a quantizer) in float32.
+"""Precision control under mixed precision: float32 regions, and the convolutions' layout.
 
 mmengine's ``AmpOptimWrapper(dtype='bfloat16')`` autocasts everything inside
 ``optim_wrapper.optim_context(...)``: in gear that is the whole body of each optimizer phase
@@ -9,6 +9,15 @@ run their forward inside ``fp32_region``: autocast off, floating inputs cast to 
                                                        # trunk, float32 normalise + distance)
     gan_loss=dict(type='GANLoss', fp32=True)           # default: logits -> float32
     quantizer=dict(type='VectorQuantizer', fp32=True)  # default: distances in float32
+
+Layout: ``autocast_channels_last(x)`` gives a convolutional network's input the channels-last
+(NHWC) layout under a bfloat16 CPU autocast; the VQ tokenizer, PatchGAN and the perceptual nets
+call it on their inputs, and convolutions keep their input's layout, so the whole network runs
+NHWC. Measured on a 2-core AVX2 CPU (tiny GEAR at issue 15's size, one thread): the tokenizer's
+bf16 forward + backward 68 s NCHW vs 43 s NHWC, LPIPS-VGG 3.9 vs 2.4 s, PatchGAN 1.5 vs 1.1 s;
+in float32 NCHW is as fast or faster (2.38 vs 2.58 s), so float32 keeps it, bit for bit. The
+layout changes no value beyond the rounding of another summation order. On CUDA the layout is
+left as it comes (not measured here).
 """
 from contextlib import contextmanager, nullcontext
 from typing import Iterator, Tuple
@@ -32,3 +41,10 @@ def fp32_region(*tensors: Tensor, enabled: bool = True) -> Iterator[Tuple[Tensor
     with ctx:
         yield tuple(t.float() if isinstance(t, Tensor) and t.is_floating_point() else t
                     for t in tensors)
+
+
+def autocast_channels_last(x: Tensor) -> Tensor:
+    """``x`` (B, C, H, W) in channels-last layout under a CPU autocast, else ``x`` itself."""
+    if x.dim() == 4 and x.device.type == 'cpu' and torch.is_autocast_enabled('cpu'):
+        return x.contiguous(memory_format=torch.channels_last)  # (B, C, H, W), NHWC strides
+    return x

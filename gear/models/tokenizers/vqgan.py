@@ -15,6 +15,7 @@ from typing import Sequence, Tuple
 from torch import Tensor, nn
 
 from gear.registry import QUANTIZERS, TOKENIZERS
+from ..losses.precision import autocast_channels_last
 from ..quantizers.base import QuantizerOutput
 from .blocks import AttnBlock, Downsample, Normalize, ResnetBlock, Upsample, swish
 
@@ -179,8 +180,9 @@ class VQTokenizer(nn.Module):
         return 2**(len(self.ch_mult) - 1)
 
     def encode_features(self, x: Tensor) -> Tensor:
-        """Continuous latent before quantisation: x (B, 3, H, W) -> z (B, D, h, w)."""
-        return self.quant_conv(self.encoder(x))
+        """Continuous latent before quantisation: x (B, 3, H, W) -> z (B, D, h, w).
+        Under a CPU autocast the convolutions run channels-last (``autocast_channels_last``)."""
+        return self.quant_conv(self.encoder(autocast_channels_last(x)))
 
     def encode(self, x: Tensor) -> QuantizerOutput:
         """x in [-1, 1] (B, 3, H, W) -> quantizer output on the (h, w) token grid."""
@@ -189,7 +191,7 @@ class VQTokenizer(nn.Module):
     def decode(self, z_q: Tensor) -> Tensor:
         """z_q (B, D, h, w) -> reconstruction x^ (B, 3, H, W)."""
         z_q = z_q.to(self.post_quant_conv.weight.dtype)  # the quantizer works in float32
-        return self.decoder(self.post_quant_conv(z_q))
+        return self.decoder(self.post_quant_conv(autocast_channels_last(z_q)))
 
     def decode_indices(self, indices: Tensor) -> Tensor:
         """Token indices (B, h, w) -> reconstruction x^ (B, 3, H, W)."""

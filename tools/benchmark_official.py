@@ -1,7 +1,7 @@
 """Benchmark gear's GEAR training iteration against the official release's modules, side by side.
 
-    python tools/benchmark_official.py --peer-dir ~/src/GEAR --amp fp32 --out bench/official_fp32.json
-    python tools/benchmark_official.py --peer-dir ~/src/GEAR --amp bf16 --out bench/official_bf16.json
+    python tools/benchmark_official.py --peer-dir ~/src/GEAR --amp fp32 --out bench/off_fp32.json
+    python tools/benchmark_official.py --peer-dir ~/src/GEAR --amp bf16 --out bench/off_bf16.json
     python tools/benchmark_official.py --sides gear --iters 1 --out bench/gear_only.json   # no peer
 
 The configuration is issue 15's tiny one (``TINY``): ``configs/gear/gear_vq_tiny_fashionmnist.py``
@@ -64,7 +64,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from types import SimpleNamespace
 from typing import Dict, Optional
 
@@ -251,7 +251,7 @@ def load_helpers(path: str, names) -> SimpleNamespace:
     missing = set(names) - {n.name for n in nodes}
     if missing:
         sys.exit(f'{path}: no top-level {sorted(missing)} (a different release?)')
-    namespace = dict(torch=torch, nn=torch.nn, F=F, OrderedDict=__import__('collections').OrderedDict)
+    namespace = dict(torch=torch, nn=torch.nn, F=F, OrderedDict=OrderedDict)  # its imports
     exec(compile(ast.Module(body=nodes, type_ignores=[]), path, 'exec'), namespace)
     return SimpleNamespace(**{n: namespace[n] for n in names})
 

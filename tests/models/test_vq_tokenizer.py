@@ -72,3 +72,31 @@ def test_vq16_defaults_layout():
     assert [len(b.attn) for b in model.decoder.conv_blocks] == [3, 0, 0, 0, 0]
     assert [hasattr(b, 'downsample') for b in model.encoder.conv_blocks] == [True] * 4 + [False]
     assert [hasattr(b, 'upsample') for b in model.decoder.conv_blocks] == [True] * 4 + [False]
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_upsample_equals_nearest_interpolation_then_conv(dtype):
+    """``Upsample`` (four 2x2 convolutions of the input, interleaved) computes the released
+    ``conv3x3(nearest x2)``: the same output and gradients (input, weight, bias), odd and even
+    sizes, to float rounding, with 16 / 36 of the convolution FLOPs (plus a border row and
+    column)."""
+    import torch.nn.functional as F
+    from gear.models.tokenizers import Upsample
+    from gear.utils.flops import flop_counter
+    torch.manual_seed(0)
+    up = Upsample(6).to(dtype)
+    x = torch.randn(2, 6, 5, 7, dtype=dtype, requires_grad=True)
+    with flop_counter() as fast_count:
+        out = up(x)
+    with flop_counter() as ref_count:
+        ref = F.conv2d(F.interpolate(x, scale_factor=2.0, mode='nearest'), up.conv.weight,
+                       up.conv.bias, padding=1)
+    assert out.shape == ref.shape == (2, 6, 10, 14)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, ref, **tol)
+    g = torch.randn_like(ref)
+    params = (x, up.conv.weight, up.conv.bias)
+    for a, b in zip(torch.autograd.grad(out, params, g), torch.autograd.grad(ref, params, g)):
+        torch.testing.assert_close(a, b, **tol)
+    # (H + 1) (W + 1) positions x 4 phases x 4 taps vs 2H x 2W positions x 9 taps
+    assert fast_count.get_total_flops() * 9 * 10 * 14 == ref_count.get_total_flops() * 16 * 6 * 8

@@ -1,4 +1,5 @@
-"""KV-cache decoding and sampling: cached == uncached, CFG, filtering, cached == full logits."""
+"""KV-cache decoding and sampling: cached == uncached, CFG, filtering, cached == full logits
+(whole cache or the written positions only)."""
 import pytest
 import torch
 
@@ -77,6 +78,15 @@ def test_cached_logits_equal_full_forward(model):
         for i in range(15):
             steps.append(model.decode(tokens[:, i:i + 1], None, torch.tensor([1 + i]))[:, -1])
         model.clear_caches()
+        # attending to the written positions only (kv_len) is the same attention
+        model.setup_caches(2, 1 + 16)
+        short = [model.decode(None, cond, torch.arange(1), kv_len=1)[:, -1]]
+        for i in range(15):
+            short.append(model.decode(tokens[:, i:i + 1], None, torch.tensor([1 + i]),
+                                      kv_len=2 + i)[:, -1])
+        with pytest.raises(ValueError, match='kv_len'):
+            model.decode(tokens[:, :1], None, torch.tensor([1]), kv_len=25)
+        model.clear_caches()
         # prefill of a whole prefix at once gives the same logits too
         model.setup_caches(2, 17)
         prefill = model.decode(tokens[:, :7], cond, torch.arange(8))  # (2, 8, V)
@@ -84,6 +94,8 @@ def test_cached_logits_equal_full_forward(model):
     model.train()
     cached = torch.stack(steps, dim=1)  # (2, 16, V)
     assert ((cached - full).norm() / full.norm()).item() < 1e-5
+    short = torch.stack(short, dim=1)  # (2, 16, V)
+    assert ((short - full).norm() / full.norm()).item() < 1e-5
     assert ((prefill - full[:, :8]).norm() / full[:, :8].norm()).item() < 1e-5
     with pytest.raises(RuntimeError, match='setup_caches'):
         model.decode(None, cond, torch.arange(1))

@@ -1,5 +1,7 @@
-"""KV-cache decoding and sampling: cached == uncached, CFG, filtering, cached == full logits
-(whole cache or the written positions only)."""
+"""KV-cache decoding and sampling: cached == uncached, CFG, filtering, inverse-CDF draws, cached
+== full logits (whole cache or the written positions only)."""
+import math
+
 import pytest
 import torch
 
@@ -38,13 +40,14 @@ def test_cached_equals_uncached(model, kw):
 def test_cfg_scale_one_is_plain_conditional_sampling(model):
     cond = torch.tensor([1, 2])
     out = generate(model, cond, num_tokens=6, top_k=5, generator=3)
-    gen = torch.Generator().manual_seed(3)
+    uniforms = torch.rand(6, 2, generator=torch.Generator().manual_seed(3))  # (N, B), drawn first
     tokens = torch.empty(2, 0, dtype=torch.long)
     model.eval()
     with torch.no_grad():
-        for _ in range(6):  # no batch doubling: batch 2 throughout
+        for i in range(6):  # no batch doubling: batch 2 throughout
             logits = model(tokens, cond).logits[:, -1]  # (2, V)
-            tokens = torch.cat([tokens, sample_logits(logits, 1.0, 5, 1.0, gen)[:, None]], 1)
+            tok = sample_logits(logits, 1.0, 5, 1.0, uniform=uniforms[i])  # (2,)
+            tokens = torch.cat([tokens, tok[:, None]], 1)
     model.train()
     assert torch.equal(out, tokens)
 
@@ -54,7 +57,7 @@ def test_cfg_combines_logits(model, monkeypatch):
     import gear.models.ar.sampling as gen_mod
     seen = []
     monkeypatch.setattr(gen_mod, 'sample_logits',
-                        lambda logits, *a: seen.append(logits) or logits.argmax(-1))
+                        lambda logits, *a, **k: seen.append(logits) or logits.argmax(-1))
     cond = torch.tensor([1, 2])
     generate(model, cond, num_tokens=1, cfg_scale=3.0)
     model.eval()
@@ -116,12 +119,25 @@ def test_filtering():
     assert set(draws.flatten().tolist()) == {1, 2}
 
 
+def test_inverse_cdf_draws():
+    """Token b is the first index whose cumulative probability exceeds u[b]; filtered tokens
+    (first and last here) are never drawn, at u = 0 nor at the largest float32 below 1."""
+    logits = torch.tensor([-math.inf, 0.0, 0.0, -math.inf, 0.0, -math.inf]).repeat(6, 1)
+    u = torch.tensor([0.0, 0.3, 0.4, 0.7, 0.9, 1 - 2 ** -24])  # probs 1/3 at 1, 2 and 4
+    assert sample_logits(logits, uniform=u).tolist() == [1, 1, 2, 4, 4, 4]
+    # the frequencies follow the probabilities (3 sigma of 4000 draws)
+    probs = torch.tensor([0.1, 0.6, 0.3])
+    draws = sample_logits(probs.log().repeat(4000, 1), generator=torch.Generator().manual_seed(1))
+    freq = torch.bincount(draws, minlength=3) / 4000.0
+    assert torch.all((freq - probs).abs() < 3 * (probs * (1 - probs) / 4000) ** 0.5)
+
+
 def test_cfg_interval_guides_the_first_tokens_only(model, monkeypatch):
     """cfg_interval k (LlamaGen's count): tokens 0..k + 1 see u + s * (c - u), later ones c."""
     import gear.models.ar.sampling as gen_mod
     seen = []
     monkeypatch.setattr(gen_mod, 'sample_logits',
-                        lambda logits, *a: seen.append(logits) or logits.argmax(-1))
+                        lambda logits, *a, **k: seen.append(logits) or logits.argmax(-1))
     cond = torch.tensor([1, 2])
     tokens = generate(model, cond, num_tokens=5, cfg_scale=3.0, cfg_interval=1)  # (2, 5)
     model.eval()

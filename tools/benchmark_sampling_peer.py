@@ -10,14 +10,19 @@ seed and its weights are loaded into LlamaGen's ``Transformer`` (``to_llamagen_g
 samplers run the same network. Modes, interleaved for ``--repeats`` rounds, fastest round counts:
 
 - ``gear``: ``gear.models.ar.generate`` as it ships (eager);
+- ``gear_compiled``: ``generate(..., compile=True)``, each decode step one compiled graph; its
+  compile time is reported separately too, and its tokens are compared with ``gear``'s;
 - ``llamagen_eager``: LlamaGen's ``generate`` on the eager model;
 - ``llamagen_compiled``: the model compiled as LlamaGen's ``sample_c2i.py --compile`` does,
   ``torch.compile(model, mode='reduce-overhead', fullgraph=True)``; its compile time (the first,
-  warm-up call minus a steady call) is reported separately.
+  warm-up call minus the fastest timed one) is reported separately.
+
+Compiled modes are compiled once, in the warm-up call, and reused by every timed round.
 
 The two samplers draw random numbers differently (LlamaGen: the global RNG), so their tokens are
 not compared; gear's are checked against its uncached reference path in ``tests/``. Writes JSON:
-images/s per mode, speed-ups of gear over each peer mode, the sizes, device, threads, versions.
+images/s per mode, speed-ups of each gear mode over each peer mode, compile times, whether
+gear_compiled sampled gear's tokens, the sizes, device, threads, versions.
 """
 import argparse
 import json
@@ -40,6 +45,9 @@ SIZES = {
     'tiny256': dict(dim=256, n_layer=4, n_head=4, block_size=256, batch=8, vocab_size=1024),
     'gpt-b': dict(dim=768, n_layer=12, n_head=12, block_size=256, batch=8, vocab_size=16384),
 }
+
+
+MODES = ('gear', 'gear_compiled', 'llamagen_eager', 'llamagen_compiled')
 
 
 def import_peer(peer_dir: str):
@@ -91,26 +99,28 @@ def main(argv=None) -> None:
     parser.add_argument('--cfg-scale', type=float, default=2.0, help='CFG scale (1: off)')
     parser.add_argument('--num-classes', type=int, default=10, help='class labels')
     parser.add_argument('--repeats', type=int, default=3, help='interleaved rounds per mode')
-    parser.add_argument('--modes', nargs='+', default=['gear', 'llamagen_eager',
-                                                       'llamagen_compiled'],
-                        choices=['gear', 'llamagen_eager', 'llamagen_compiled'],
+    parser.add_argument('--modes', nargs='+', choices=MODES,
+                        default=['gear', 'gear_compiled', 'llamagen_eager', 'llamagen_compiled'],
                         help='what to time')
+    parser.add_argument('--threads', type=int, help='torch threads (default: torch\'s)')
     parser.add_argument('--device', default=default_device(), help=DEVICE_HELP)
     parser.add_argument('--out', default='bench_sampling_peer.json', help='JSON file to write')
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     peer = import_peer(args.peer_dir)
     size = SIZES[args.size]
     ours, theirs = build_pair(size, args.num_classes, peer, args.device)
     cond = (torch.arange(size['batch']) % args.num_classes).to(args.device)  # (B,)
     n_tok = size['block_size']
-    compiled = None
     runs = {
         'gear': lambda: generate(ours, cond, cfg_scale=args.cfg_scale, generator=0),
+        'gear_compiled': lambda: generate(ours, cond, cfg_scale=args.cfg_scale, generator=0,
+                                          compile=True),
         'llamagen_eager': lambda: peer[2](theirs, cond, n_tok, cfg_scale=args.cfg_scale,
                                           temperature=1.0, top_k=0, top_p=1.0,
                                           sample_logits=True),
     }
-    compile_s = None
     if 'llamagen_compiled' in args.modes:
         compiled = torch.compile(theirs, mode='reduce-overhead', fullgraph=True)
         compiled.model_type, compiled.num_classes = theirs.model_type, theirs.num_classes
@@ -118,28 +128,40 @@ def main(argv=None) -> None:
                                                     cfg_scale=args.cfg_scale, temperature=1.0,
                                                     top_k=0, top_p=1.0, sample_logits=True)
     times = {mode: [] for mode in args.modes}
+    first, tokens = {}, {}
     with torch.inference_mode():
-        for mode in args.modes:  # warm-up: first calls (compilation for the compiled mode)
-            first = timed(runs[mode], args.device)
-            if mode == 'llamagen_compiled':
-                compile_s = first - timed(runs[mode], args.device)
+        for mode in args.modes:  # warm-up: first calls (compilation for the compiled modes)
+            first[mode] = timed(runs[mode], args.device)
         for _ in range(args.repeats):
             for mode in args.modes:
-                times[mode].append(timed(runs[mode], args.device))
+                times[mode].append(timed(lambda: tokens.__setitem__(mode, runs[mode]()),
+                                         args.device))
+    # compile time: the first call minus the fastest steady one
+    compile_s = {m: first[m] - min(times[m]) for m in args.modes if m.endswith('_compiled')}
     n = size['batch']
     result = {mode: dict(seconds=t, images_per_s=n / min(t)) for mode, t in times.items()}
-    speedup = {f'gear_over_{m}': result['gear']['images_per_s'] / result[m]['images_per_s']
-               for m in args.modes if m != 'gear' and 'gear' in result}
+    speedup = {f'{g}_over_{m}': result[g]['images_per_s'] / result[m]['images_per_s']
+               for g in args.modes if g.startswith('gear')
+               for m in args.modes if m.startswith('llamagen')}
+    if 'gear' in result and 'gear_compiled' in result:
+        speedup['gear_compiled_over_gear'] = (result['gear_compiled']['images_per_s']
+                                              / result['gear']['images_per_s'])
+    same = None
+    if 'gear' in tokens and 'gear_compiled' in tokens:
+        same = (tokens['gear'] == tokens['gear_compiled']).all(1).float().mean().item()
     record = dict(size=args.size, **size, cfg_scale=args.cfg_scale, repeats=args.repeats,
-                  results=result, speedup=speedup, llamagen_compile_s=compile_s,
+                  results=result, speedup=speedup,
+                  llamagen_compile_s=compile_s.get('llamagen_compiled'),
+                  gear_compile_s=compile_s.get('gear_compiled'),
+                  gear_compiled_identical_images=same,
                   peer_dir=osp.abspath(args.peer_dir), device=args.device,
                   device_name=device_name(args.device),
                   torch_threads=torch.get_num_threads(), torch_version=torch.__version__)
     atomic_write_bytes(json.dumps(record, indent=2).encode(), args.out)
     print(f'[benchmark] {args.size}: ' + ', '.join(
         f'{m} {r["images_per_s"]:.2f} images/s' for m, r in result.items()) + '; ' +
-        ', '.join(f'{k} {v:.2f}x' for k, v in speedup.items()) + f' -> {args.out}')
-
+        ', '.join(f'{k} {v:.2f}x' for k, v in speedup.items()) + '; compile ' +
+        ', '.join(f'{k} {v:.1f}s' for k, v in compile_s.items()) + f' -> {args.out}')
 
 if __name__ == '__main__':
     main()

@@ -43,6 +43,9 @@ def add_sampling_args(parser: argparse.ArgumentParser, device: bool = True) -> N
                        help='images per batch (part of the seed schedule)')
     group.add_argument('--no-ema', action='store_true', help='sample the online weights')
     group.add_argument('--no-cache', action='store_true', help='no KV cache (reference path)')
+    group.add_argument('--compile', action='store_true',
+                       help='compile each KV-cache decode step (torch.compile): the same tokens, '
+                       'faster after a compile of seconds (once per batch size and settings)')
     if device:
         group.add_argument('--device', default=default_device(), help=DEVICE_HELP)
 
@@ -81,8 +84,11 @@ def label_request(args, per_class: int = 50) -> dict:
 
 def sampling_settings(args) -> SamplingSettings:
     """The ``SamplingSettings`` of parsed ``add_sampling_args`` options."""
+    if args.compile and args.no_cache:
+        raise SystemExit('--compile compiles the KV-cache decode step: it needs the cache '
+                         '(drop --no-cache)')
     return SamplingSettings(cfg_scale=args.cfg_scale, cfg_schedule=args.cfg_schedule,
                             cfg_interval=args.cfg_interval, temperature=args.temperature,
                             top_k=args.top_k, top_p=args.top_p, seed=args.seed,
                             batch_size=args.batch_size, use_ema=not args.no_ema,
-                            use_cache=not args.no_cache)
+                            use_cache=not args.no_cache, compile=args.compile)

@@ -46,6 +46,8 @@ class SamplingSettings:
         use_ema: sample with the EMA prior (and the EMA tokenizer for GEAR).
         use_cache: KV-cache decoding (same tokens as without, faster).
         cfg_interval: -1 guides every token; k >= 0 only tokens 0..k + 1 (LlamaGen's option).
+        compile: run each decode step as one compiled graph (``generate(compile=)``: True or a
+            dict of ``torch.compile`` kwargs); the same tokens, faster after a one-off compile.
     """
     cfg_scale: float = 1.0
     cfg_schedule: str = 'constant'
@@ -57,6 +59,7 @@ class SamplingSettings:
     use_ema: bool = True
     use_cache: bool = True
     cfg_interval: int = -1
+    compile: Union[bool, dict] = False
 
     def to_dict(self) -> dict:
         """Every field by name (JSON-serialisable)."""
@@ -136,7 +139,8 @@ def sample_batch(ar: nn.Module, tokenizer: nn.Module, labels: Tensor, i: int,
     tokens = generate(ar, cond, cfg_scale=settings.cfg_scale,
                       cfg_schedule=settings.cfg_schedule, temperature=settings.temperature,
                       top_k=settings.top_k, top_p=settings.top_p, generator=generator,
-                      use_cache=settings.use_cache, cfg_interval=settings.cfg_interval)  # (B, N)
+                      use_cache=settings.use_cache, cfg_interval=settings.cfg_interval,
+                      compile=settings.compile)  # (B, N)
     x = tokenizer.decode_indices(tokens.view(cond.shape[0], side, side))  # (B, 3, H, W)
     return tokens, to_uint8(x)
 
@@ -223,6 +227,7 @@ def benchmark_cache(model: nn.Module, labels: Tensor, settings: SamplingSettings
                     device: Union[str, torch.device] = 'cpu', repeats: int = 2) -> dict:
     """Time sampling with and without the KV cache, same seed, alternating rounds.
 
+    ``settings.compile`` applies to the cached mode (the uncached one cannot compile).
     Returns a dict with, per mode ('cache', 'no_cache'), the seconds of every round and the
     images/s of the fastest; ``speedup`` (cached over uncached images/s); and whether the two
     modes sampled the same tokens: ``identical_tokens`` and ``identical_images`` (the fraction
@@ -234,7 +239,8 @@ def benchmark_cache(model: nn.Module, labels: Tensor, settings: SamplingSettings
     tokens = {}
     for _ in range(repeats):
         for mode in times:
-            run = dataclasses.replace(settings, use_cache=mode == 'cache')
+            run = dataclasses.replace(settings, use_cache=mode == 'cache',
+                                      compile=settings.compile if mode == 'cache' else False)
             _synchronize(device)
             start = time.perf_counter()
             out = [t.cpu() for t, _ in sample_batches(ar, tokenizer, labels, run, device)]

@@ -3,7 +3,8 @@
 - ``load_model`` rebuilds GEAR / FrozenTokenizerAR from a weights file (its ``arch``) without
   re-running stage-to-stage initialisation, and a training checkpoint from its config;
 - ``generator_parts`` picks the EMA AR and tokenizer;
-- ``sample_images`` is fixed by its seed (batch i seeded seed + i), the KV cache changes nothing;
+- ``sample_images`` is fixed by its seed (batch i seeded seed + i), the KV cache and compiling
+  the decode step change nothing;
 - ``save_npz`` writes the ADM layout; bad files fail naming the file.
 """
 import copy
@@ -168,6 +169,12 @@ def test_sample_images_is_reproducible_and_cache_agnostic(loaded):
     assert torch.equal(images[:4], sample_images(loaded, labels[:4], s))
     online = sample_images(loaded, labels, SamplingSettings(**(s.to_dict() | dict(use_ema=False))))
     assert not torch.equal(images, online)
+    # compiled decode steps (dynamo's capture, eager kernels: no C++ build here) change nothing
+    from torch._dynamo.utils import counters
+    graphs = counters['stats']['unique_graphs']
+    compiled = SamplingSettings(**(s.to_dict() | dict(compile=dict(backend='eager'))))
+    assert torch.equal(images, sample_images(loaded, labels, compiled))
+    assert counters['stats']['unique_graphs'] > graphs  # it did compile
 
 
 def test_sample_images_decodes_tokens_to_uint8(loaded):

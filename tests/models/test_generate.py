@@ -1,4 +1,7 @@
-"""KV-cache decoding and sampling: cached == uncached, CFG, filtering, cached == full logits."""
+"""KV-cache decoding and sampling: cached == uncached, CFG, filtering, inverse-CDF draws, cached
+== full logits (whole cache or the written positions only)."""
+import math
+
 import pytest
 import torch
 
@@ -37,13 +40,14 @@ def test_cached_equals_uncached(model, kw):
 def test_cfg_scale_one_is_plain_conditional_sampling(model):
     cond = torch.tensor([1, 2])
     out = generate(model, cond, num_tokens=6, top_k=5, generator=3)
-    gen = torch.Generator().manual_seed(3)
+    uniforms = torch.rand(6, 2, generator=torch.Generator().manual_seed(3))  # (N, B), drawn first
     tokens = torch.empty(2, 0, dtype=torch.long)
     model.eval()
     with torch.no_grad():
-        for _ in range(6):  # no batch doubling: batch 2 throughout
+        for i in range(6):  # no batch doubling: batch 2 throughout
             logits = model(tokens, cond).logits[:, -1]  # (2, V)
-            tokens = torch.cat([tokens, sample_logits(logits, 1.0, 5, 1.0, gen)[:, None]], 1)
+            tok = sample_logits(logits, 1.0, 5, 1.0, uniform=uniforms[i])  # (2,)
+            tokens = torch.cat([tokens, tok[:, None]], 1)
     model.train()
     assert torch.equal(out, tokens)
 
@@ -53,7 +57,7 @@ def test_cfg_combines_logits(model, monkeypatch):
     import gear.models.ar.sampling as gen_mod
     seen = []
     monkeypatch.setattr(gen_mod, 'sample_logits',
-                        lambda logits, *a: seen.append(logits) or logits.argmax(-1))
+                        lambda logits, *a, **k: seen.append(logits) or logits.argmax(-1))
     cond = torch.tensor([1, 2])
     generate(model, cond, num_tokens=1, cfg_scale=3.0)
     model.eval()
@@ -77,6 +81,15 @@ def test_cached_logits_equal_full_forward(model):
         for i in range(15):
             steps.append(model.decode(tokens[:, i:i + 1], None, torch.tensor([1 + i]))[:, -1])
         model.clear_caches()
+        # attending to the written positions only (kv_len) is the same attention
+        model.setup_caches(2, 1 + 16)
+        short = [model.decode(None, cond, torch.arange(1), kv_len=1)[:, -1]]
+        for i in range(15):
+            short.append(model.decode(tokens[:, i:i + 1], None, torch.tensor([1 + i]),
+                                      kv_len=2 + i)[:, -1])
+        with pytest.raises(ValueError, match='kv_len'):
+            model.decode(tokens[:, :1], None, torch.tensor([1]), kv_len=25)
+        model.clear_caches()
         # prefill of a whole prefix at once gives the same logits too
         model.setup_caches(2, 17)
         prefill = model.decode(tokens[:, :7], cond, torch.arange(8))  # (2, 8, V)
@@ -84,6 +97,8 @@ def test_cached_logits_equal_full_forward(model):
     model.train()
     cached = torch.stack(steps, dim=1)  # (2, 16, V)
     assert ((cached - full).norm() / full.norm()).item() < 1e-5
+    short = torch.stack(short, dim=1)  # (2, 16, V)
+    assert ((short - full).norm() / full.norm()).item() < 1e-5
     assert ((prefill - full[:, :8]).norm() / full[:, :8].norm()).item() < 1e-5
     with pytest.raises(RuntimeError, match='setup_caches'):
         model.decode(None, cond, torch.arange(1))
@@ -104,12 +119,25 @@ def test_filtering():
     assert set(draws.flatten().tolist()) == {1, 2}
 
 
+def test_inverse_cdf_draws():
+    """Token b is the first index whose cumulative probability exceeds u[b]; filtered tokens
+    (first and last here) are never drawn, at u = 0 nor at the largest float32 below 1."""
+    logits = torch.tensor([-math.inf, 0.0, 0.0, -math.inf, 0.0, -math.inf]).repeat(6, 1)
+    u = torch.tensor([0.0, 0.3, 0.4, 0.7, 0.9, 1 - 2 ** -24])  # probs 1/3 at 1, 2 and 4
+    assert sample_logits(logits, uniform=u).tolist() == [1, 1, 2, 4, 4, 4]
+    # the frequencies follow the probabilities (3 sigma of 4000 draws)
+    probs = torch.tensor([0.1, 0.6, 0.3])
+    draws = sample_logits(probs.log().repeat(4000, 1), generator=torch.Generator().manual_seed(1))
+    freq = torch.bincount(draws, minlength=3) / 4000.0
+    assert torch.all((freq - probs).abs() < 3 * (probs * (1 - probs) / 4000) ** 0.5)
+
+
 def test_cfg_interval_guides_the_first_tokens_only(model, monkeypatch):
     """cfg_interval k (LlamaGen's count): tokens 0..k + 1 see u + s * (c - u), later ones c."""
     import gear.models.ar.sampling as gen_mod
     seen = []
     monkeypatch.setattr(gen_mod, 'sample_logits',
-                        lambda logits, *a: seen.append(logits) or logits.argmax(-1))
+                        lambda logits, *a, **k: seen.append(logits) or logits.argmax(-1))
     cond = torch.tensor([1, 2])
     tokens = generate(model, cond, num_tokens=5, cfg_scale=3.0, cfg_interval=1)  # (2, 5)
     model.eval()

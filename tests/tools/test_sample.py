@@ -44,7 +44,8 @@ def test_sample_writes_npz_grid_and_every_setting(weights, tmp_path):
     assert Image.open(out / 'grid.png').size == (10 * 18 + 2, 2 * 18 + 2)  # 10 per row, pad 2
     record = json.loads((out / 'sampling.json').read_text())
     expect = dict(cfg_scale=1.5, cfg_schedule='linear', temperature=0.9, top_k=8, top_p=0.95,
-                  seed=3, batch_size=8, use_ema=True, use_cache=True, cfg_interval=2)
+                  seed=3, batch_size=8, use_ema=True, use_cache=True, cfg_interval=2,
+                  compile=False)
     assert set(expect) == {f.name for f in dataclasses.fields(SamplingSettings)}
     assert {k: record[k] for k in expect} == expect
     with open(weights, 'rb') as f:

@@ -11,7 +11,7 @@ from .test_device_default import _parser
 
 TOOLS = ('test.py', 'sample.py', 'benchmark_sampling.py')
 FLAGS = {'--cfg-scale', '--cfg-schedule', '--cfg-interval', '--temperature', '--top-k',
-         '--top-p', '--seed', '--batch-size', '--no-ema', '--no-cache', '--device'}
+         '--top-p', '--seed', '--batch-size', '--no-ema', '--no-cache', '--compile', '--device'}
 
 
 @pytest.mark.parametrize('tool', TOOLS)
@@ -35,3 +35,6 @@ def test_every_flag_reaches_the_settings():
     assert sampling_settings(args) == SamplingSettings(
         cfg_scale=2.0, cfg_schedule='linear', cfg_interval=3, temperature=0.5, top_k=7,
         top_p=0.9, seed=11, batch_size=6, use_ema=False, use_cache=False)
+    assert sampling_settings(_parser('sample.py').parse_args(['x.pth', '--compile'])).compile
+    with pytest.raises(SystemExit, match='--compile .* needs the cache'):
+        sampling_settings(_parser('sample.py').parse_args(['x.pth', '--compile', '--no-cache']))

@@ -104,7 +104,9 @@ class Attention(nn.Module):
         self.kv_cache = None  # a KVCache while decoding (set by LlamaGenGPT.setup_caches)
 
     def forward(self, x: Tensor, freqs_cis: Tensor, input_pos: Optional[Tensor] = None,
-                mask: Optional[Tensor] = None) -> Tensor:
+                mask: Optional[Tensor] = None, kv_len: Optional[int] = None) -> Tensor:
+        """``kv_len`` (KV-cache decoding): attend to cache positions ``[0, kv_len)`` only, the
+        ones written so far (``mask`` then covers those); None reads the whole cache."""
         bsz, seqlen, _ = x.shape
         q, k, v = self.wqkv(x).split(self.dim, dim=-1)  # 3 x (B, S, dim)
         q = q.view(bsz, seqlen, self.n_head, self.head_dim)  # (B, S, H, D)
@@ -114,6 +116,8 @@ class Attention(nn.Module):
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, S, D)
         if self.kv_cache is not None and input_pos is not None:
             k, v = self.kv_cache.update(input_pos, k, v)  # (B, H, S_max, D)
+            if kv_len is not None:
+                k, v = k[:, :, :kv_len], v[:, :, :kv_len]  # (B, H, kv_len, D)
             k, v = k.to(q.dtype), v.to(q.dtype)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=mask is None,
@@ -136,8 +140,9 @@ class TransformerBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: Tensor, freqs_cis: Tensor, input_pos: Optional[Tensor] = None,
-                mask: Optional[Tensor] = None) -> Tensor:
-        h = x + self.drop_path(self.attention(self.attention_norm(x), freqs_cis, input_pos, mask))
+                mask: Optional[Tensor] = None, kv_len: Optional[int] = None) -> Tensor:
+        h = x + self.drop_path(self.attention(self.attention_norm(x), freqs_cis, input_pos, mask,
+                                              kv_len))
         return h + self.drop_path(self.feed_forward(self.ffn_norm(h)))
 
 

@@ -243,17 +243,24 @@ class LlamaGenGPT(nn.Module):
         self.max_batch_size = self.max_seq_length = -1
 
     def decode(self, tokens: Optional[Tensor], cond: Optional[Tensor], input_pos: Tensor,
-               cond_drop_mask: Optional[Tensor] = None) -> Tensor:
+               cond_drop_mask: Optional[Tensor] = None, kv_len: Optional[int] = None) -> Tensor:
         """Cached forward of new positions ``input_pos`` (S,) -> logits (B, S, V) (float32).
 
         Prefill: ``decode(None, labels, arange(C))``; then one token per step:
         ``decode(tok (B, 1), None, tensor([C + i]))`` gives the logits of token i + 1.
+        ``kv_len``: attend to cache positions ``[0, kv_len)`` only (they must include every
+        position attended to, ``kv_len > input_pos.max()``; ``C + i + 1`` above), reading less of
+        the cache; None attends over the whole static cache under the causal mask (same math).
         """
         if self.max_seq_length < 0:
             raise RuntimeError('call setup_caches() before decode()')
+        if isinstance(kv_len, int) and not 0 < kv_len <= self.max_seq_length:
+            raise ValueError(f'kv_len must be in [1, {self.max_seq_length}], got {kv_len}')
         h = self.tok_dropout(self.embed(tokens, cond, cond_drop_mask))  # (B, S, dim)
         freqs_cis = self._rope()[input_pos]  # (S, head_dim // 2, 2)
         mask = self.causal_mask[input_pos][None, None]  # (1, 1, S, S_max)
+        if kv_len is not None:
+            mask = mask[..., :kv_len]  # (1, 1, S, kv_len)
         for layer in self.layers:
-            h = layer(h, freqs_cis, input_pos, mask)  # (B, S, dim)
+            h = layer(h, freqs_cis, input_pos, mask, kv_len)  # (B, S, dim)
         return self.output(self.norm(h)).float()  # (B, S, V)

@@ -9,6 +9,14 @@ prefill token and decode steps ``0..cfg_interval``) and takes the conditional lo
 -1 guides every token. ``use_cache=False`` re-runs
 the whole prefix every step (the reference path): with the same generator it samples the same
 tokens, because every step draws the same random numbers from the same distribution.
+
+Random numbers: ``generate`` draws them all first, one uniform per image and token
+(``torch.rand(num_tokens, B, generator=generator)``), and token i of row b is the inverse CDF of
+its (filtered, tempered) distribution at ``u[i, b]``: the first index whose cumulative
+probability exceeds it (``sample_logits``). So every path (cached, uncached, compiled) consumes
+the generator identically, and one token costs one uniform instead of multinomial's V
+exponentials. ``compile=True`` runs each decode step (cached forward, CFG combination, sampling)
+as one ``torch.compile``d graph (``compiled_step.py``); it samples the tokens of the eager path.
 """
 import math
 from typing import Optional, Union
@@ -16,6 +24,8 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .compiled_step import compiled_step
 
 CFG_SCHEDULES = ('constant', 'linear')
 
@@ -43,13 +53,51 @@ def top_k_top_p_filtering(logits: Tensor, top_k: int = 0, top_p: float = 1.0,
 
 
 def sample_logits(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                  generator: Optional[torch.Generator] = None) -> Tensor:
-    """(B, V) logits -> (B,) sampled indices; ``temperature=0`` is greedy (argmax)."""
+                  generator: Optional[torch.Generator] = None,
+                  uniform: Optional[Tensor] = None) -> Tensor:
+    """(B, V) logits -> (B,) sampled indices; ``temperature=0`` is greedy (argmax).
+
+    Inverse-CDF sampling: row b takes the first index whose cumulative probability exceeds
+    ``uniform[b]`` (B,) in [0, 1), drawn here from ``generator`` when not given: the count of
+    cumulative weights at or below ``u * total``. Filtered tokens (weight 0) are never taken,
+    and neither is an index past the last: ``u * total < total`` for every float32 ``u < 1``.
+    """
     if temperature == 0:
         return logits.argmax(dim=-1)
+    if uniform is None:
+        uniform = torch.rand(logits.shape[0], generator=generator, device=logits.device)  # (B,)
     logits = top_k_top_p_filtering(logits.float() / temperature, top_k, top_p)
-    probs = F.softmax(logits, dim=-1)  # (B, V)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]  # (B,)
+    weights = torch.exp(logits - logits.amax(dim=-1, keepdim=True))  # (B, V), softmax * total
+    cdf = weights.cumsum(dim=-1)  # (B, V), last column: the total
+    threshold = uniform[:, None] * cdf[:, -1:]  # (B, 1)
+    return (cdf <= threshold).sum(dim=-1)  # (B,) int64
+
+
+def guided_logits(logits: Tensor, scale: Tensor, guide: Tensor) -> Tensor:
+    """CFG of (2B, V) logits (conditional half first) -> (B, V): ``u + s * (c - u)`` where
+    ``guide`` (a 0-d bool tensor) is True, else the conditional logits ``c`` alone."""
+    cond_logits, uncond_logits = logits.chunk(2)  # (B, V) each
+    combined = uncond_logits + scale * (cond_logits - uncond_logits)  # (B, V)
+    return torch.where(guide, combined, cond_logits)  # (B, V)
+
+
+def next_token(logits: Tensor, uniform: Tensor, scale: Optional[Tensor], guide: Optional[Tensor],
+               temperature: float, top_k: int, top_p: float) -> Tensor:
+    """(B or 2B, V) logits of one step -> (B,) tokens; ``scale`` None: no guidance."""
+    if scale is not None:
+        logits = guided_logits(logits, scale, guide)  # (B, V)
+    return sample_logits(logits, temperature, top_k, top_p, uniform=uniform)
+
+
+def decode_step(model: nn.Module, tok: Tensor, pos: Tensor, kv_len: int, uniform: Tensor,
+                scale: Optional[Tensor], guide: Optional[Tensor], temperature: float,
+                top_k: int, top_p: float) -> Tensor:
+    """One cached step: feed ``tok`` (B,) at ``pos`` (1,), attending to the first ``kv_len``
+    cache positions (None: all), and sample the next token (B,); with ``scale`` the fed batch is
+    doubled (the null class second, as set up by the prefill)."""
+    fed = (tok.repeat(2) if scale is not None else tok)[:, None]  # (B', 1)
+    logits = model.decode(fed, None, pos, kv_len=kv_len)[:, -1]  # (B', V)
+    return next_token(logits, uniform, scale, guide, temperature, top_k, top_p)
 
 
 def cfg_scale_at(step: int, num_tokens: int, cfg_scale: float, schedule: str) -> float:
@@ -73,7 +121,8 @@ def generate(model: nn.Module, cond: Tensor, num_tokens: Optional[int] = None,
              cfg_scale: float = 1.0, cfg_schedule: str = 'constant', temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0,
              generator: Union[torch.Generator, int, None] = None,
-             use_cache: bool = True, cfg_interval: int = -1) -> Tensor:
+             use_cache: bool = True, cfg_interval: int = -1,
+             compile: Union[bool, dict] = False) -> Tensor:
     """Sample ``num_tokens`` image tokens per label of ``cond`` (B,) -> LongTensor (B, num_tokens).
 
     Args:
@@ -91,6 +140,10 @@ def generate(model: nn.Module, cond: Tensor, num_tokens: Optional[int] = None,
         cfg_interval: -1 guides every token; k >= 0 guides tokens 0..k + 1 (LlamaGen's count:
             the prefill token, then decode steps 0..k) and samples the rest from the
             conditional logits alone.
+        compile: run each decode step as one ``torch.compile``d graph (``compiled_step.py``):
+            True, or a dict of ``torch.compile`` kwargs. Compiled once per batch size, cache
+            length and settings in a process, then reused; needs ``use_cache``. The prefill
+            stays eager. Same tokens as the eager path (up to floating-point rounding).
     """
     if cfg_schedule not in CFG_SCHEDULES:
         raise ValueError(f'cfg_schedule must be one of {CFG_SCHEDULES}, got {cfg_schedule!r}')
@@ -99,40 +152,42 @@ def generate(model: nn.Module, cond: Tensor, num_tokens: Optional[int] = None,
         raise ValueError(f'num_tokens must be in [1, {model.block_size}], got {num_tokens}')
     if cfg_interval < -1:
         raise ValueError(f'cfg_interval must be -1 (every token) or >= 0, got {cfg_interval}')
+    if compile is not False and not use_cache:
+        raise ValueError('compile needs use_cache=True (it compiles the cached decode step)')
     generator = _as_generator(generator, cond.device)
-    bsz, c = cond.shape[0], model.cls_token_num
+    bsz, c, device = cond.shape[0], model.cls_token_num, cond.device
+    uniforms = torch.rand(num_tokens, bsz, generator=generator, device=device)  # (N, B)
     guided = cfg_scale != 1.0
-    if guided:  # second half: the null class
+    scales = guides = [None] * num_tokens
+    if guided:  # second half: the null class; per token i its scale and whether it is guided
         cond = torch.cat([cond, torch.full_like(cond, model.num_classes)])  # (2B,)
-
-    def next_token(logits: Tensor, step: int) -> Tensor:  # (B or 2B, V) -> (B,)
-        if guided:
-            cond_logits, uncond_logits = logits.chunk(2)  # (B, V) each
-            if 0 <= cfg_interval < step - 1:  # past the guided tokens
-                return sample_logits(cond_logits, temperature, top_k, top_p, generator)
-            scale = cfg_scale_at(step, num_tokens, cfg_scale, cfg_schedule)
-            logits = uncond_logits + scale * (cond_logits - uncond_logits)  # (B, V)
-        return sample_logits(logits, temperature, top_k, top_p, generator)
+        scales = torch.tensor([cfg_scale_at(i, num_tokens, cfg_scale, cfg_schedule)
+                               for i in range(num_tokens)], device=device)  # (N,)
+        guides = torch.tensor([not 0 <= cfg_interval < i - 1 for i in range(num_tokens)],
+                              device=device)  # (N,) bool
+    settings = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+    step_fn = decode_step if compile is False else compiled_step(decode_step, compile, device)
 
     was_training = model.training
     model.eval()
-    out = torch.empty(bsz, 0, dtype=torch.long, device=cond.device)  # (B, 0)
+    tokens = []  # (B,) each
     try:
-        if use_cache:
-            model.setup_caches(cond.shape[0], c + num_tokens)
-            logits = model.decode(None, cond, torch.arange(c, device=cond.device))[:, -1]  # (B', V)
-        for step in range(num_tokens):
-            if not use_cache:
-                prefix = out.repeat(2, 1) if guided else out  # (B', step)
+        if not use_cache:
+            for i in range(num_tokens):
+                prefix = torch.stack(tokens, 1) if tokens else cond.new_empty(bsz, 0)  # (B, i)
+                prefix = prefix.repeat(2, 1) if guided else prefix  # (B', i)
                 logits = model(prefix, cond).logits[:, -1]  # (B', V)
-            tok = next_token(logits, step)  # (B,)
-            out = torch.cat([out, tok[:, None]], dim=1)  # (B, step + 1)
-            if use_cache and step + 1 < num_tokens:
-                fed = tok.repeat(2)[:, None] if guided else tok[:, None]  # (B', 1)
-                pos = torch.tensor([c + step], device=cond.device)
-                logits = model.decode(fed, None, pos)[:, -1]  # (B', V)
+                tokens.append(next_token(logits, uniforms[i], scales[i], guides[i], **settings))
+            return torch.stack(tokens, 1)  # (B, N)
+        model.setup_caches(cond.shape[0], c + num_tokens)
+        logits = model.decode(None, cond, torch.arange(c, device=device), kv_len=c)[:, -1]
+        tokens.append(next_token(logits, uniforms[0], scales[0], guides[0], **settings))
+        positions = torch.arange(c, c + num_tokens, device=device)  # (N,)
+        for i in range(1, num_tokens):  # feed token i - 1 at position c + i - 1
+            tokens.append(step_fn(model, tokens[-1], positions[i - 1:i], c + i, uniforms[i],
+                                  scales[i], guides[i], **settings))  # (B,)
+        return torch.stack(tokens, 1)  # (B, N)
     finally:
         if use_cache:
             model.clear_caches()
         model.train(was_training)
-    return out

@@ -1,6 +1,5 @@
 """Atomic writes, strict loading with named keys, and finding the checkpoint to resume."""
 import os
-import time
 
 import pytest
 import torch

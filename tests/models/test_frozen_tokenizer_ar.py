@@ -53,7 +53,7 @@ def test_tokenizer_is_the_earlier_stage_ema_and_stays_frozen(stage1_weights):
     assert not model.tokenizer.training and not any(p.requires_grad for p in model.tokenizer.parameters())
     optim = build_optim_wrapper(model, dict(constructor='ModuleOptimWrapperConstructor', prior=_opt))
     before = {k: v.clone() for k, v in model.tokenizer.state_dict().items()}
-    calls, grads = [], []
+    calls = []
     model.tokenizer.encoder.register_forward_pre_hook(lambda m, _: calls.append(m.training))
     for p in model.tokenizer.parameters():  # none requires grad: nothing to hook, and none may
         assert not p.requires_grad

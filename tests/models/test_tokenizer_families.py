@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gear.apis import load_tokenizer
-from gear.models.converters import checkpoint_family, convert_tokenizer, infer_tokenizer_arch
+from gear.models.converters import checkpoint_family, convert_tokenizer
 from gear.models.init_from import source_state_dict
 
 from ..conftest import REPO, golden_file

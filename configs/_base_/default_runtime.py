@@ -56,10 +56,11 @@ visualizer = dict(type='Visualizer',
 # (LogSyncHook replays each step's values, so these are true window means); learning rates,
 # validation metrics and the assignment statistics ('assign/{name}', computed on logged steps
 # only: two log-softmaxes over (B, N, K)) show their latest value; codebook statistics are
-# already window totals.
+# already window totals. mmengine applies the pattern to validation keys too, with their 'val/'
+# removed: it is anchored to the training keys, or 'val/loss_ntp' would be the mean of the last
+# `window_size` validations.
 log_processor = dict(by_epoch=False, window_size=_log_interval,
-                     mean_pattern=(r'.*(loss|time|data_time|grad_norm).*'
-                                   r'|^(tokenizer|discriminator|prior)/'),
+                     mean_pattern=r'^(time|data_time)$|^grad_norm/|^(tokenizer|discriminator|prior)/',
                      custom_cfg=[dict(data_src=f'codebook/tokenizer/{k}', method_name='mean', window_size=1)
                                  for k in ('usage', 'perplexity', 'entropy')])
 log_level = 'INFO'

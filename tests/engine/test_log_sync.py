@@ -24,23 +24,24 @@ INTERVAL, ITERS = 3, 7  # logs after steps 3, 6 and 7 (the end of the 7-batch ep
 
 
 class TwoGroups(BaseModel):
-    """Two optimizer groups stepped separately, like GEAR's phases; records what it returns."""
+    """Two optimizer groups stepped separately, named and logged as GEAR's phases (the log
+    processor's pattern matches those names); records what it returns."""
 
     def __init__(self):
         super().__init__()
-        self.a = nn.Linear(2, 1, bias=False)
-        self.b = nn.Linear(2, 1, bias=False)
+        self.tokenizer = nn.Linear(2, 1, bias=False)
+        self.discriminator = nn.Linear(2, 1, bias=False)
         self.returned = []  # per step: {key: detached copy}, read only after training
 
     def train_step(self, data, optim_wrapper):
         x = data[0]  # (1, 2)
         logs = {}
-        for name in ('a', 'b'):
+        for name in ('tokenizer', 'discriminator'):
             with optim_wrapper[name].optim_context(self):
                 loss = getattr(self, name)(x).sum()  # d loss / d w = x: grad norm = ||x||
                 optim_wrapper[name].update_params(loss)
             logs[f'{name}/loss'] = loss.detach()
-        logs['prior/ratio'] = (logs['a/loss'] / (logs['b/loss'].abs() + 1)).detach()
+        logs['prior/ratio'] = (logs['tokenizer/loss'] / (logs['discriminator/loss'].abs() + 1)).detach()
         self.returned.append({k: v.clone() for k, v in logs.items()})
         return logs
 
@@ -88,7 +89,8 @@ def train(tmp_path, deferred: bool):
         model=model, work_dir=str(tmp_path / name), experiment_name=name, default_scope='gear',
         train_dataloader=DataLoader(TensorDataset(data), batch_size=1),
         train_cfg=dict(type='IterBasedTrainLoop', max_iters=ITERS),
-        optim_wrapper=dict(constructor='ModuleOptimWrapperConstructor', a=group, b=group),
+        optim_wrapper=dict(constructor='ModuleOptimWrapperConstructor', tokenizer=group,
+                           discriminator=group),
         default_hooks=hooks, log_processor=dict(by_epoch=False, window_size=INTERVAL,
                                                 mean_pattern=MEAN_PATTERN),
         visualizer=dict(type='Visualizer', name=name,
@@ -114,15 +116,15 @@ def test_logged_values_are_window_means_without_per_step_syncs(tmp_path):
     runner, logged, per_step, norms, calls = train(tmp_path, deferred=True)
     assert [row['step'] for row in logged] == [3, 6, 7]
     for row in logged:
-        for key in ('a/loss', 'b/loss', 'prior/ratio'):
+        for key in ('tokenizer/loss', 'discriminator/loss', 'prior/ratio'):
             want = window_mean([s[key] for s in per_step], row['step'])
             assert row[key] == pytest.approx(want, rel=1e-6), (row['step'], key)
-        for group in ('a', 'b'):  # per-group grad norms, ||x|| of each step
+        for group in ('tokenizer', 'discriminator'):  # per-group grad norms, ||x|| of each step
             assert row[f'grad_norm/{group}'] == pytest.approx(
                 window_mean(norms, row['step']), rel=1e-5)
         assert 'grad_norm' not in row
-    hist = runner.message_hub.get_scalar('train/a/loss').data[0]
-    assert hist.tolist() == pytest.approx([s['a/loss'] for s in per_step])  # full history
+    hist = runner.message_hub.get_scalar('train/tokenizer/loss').data[0]
+    assert hist.tolist() == pytest.approx([s['tokenizer/loss'] for s in per_step])  # full history
     log_steps = {2, 5, 6}  # 0-based steps whose LoggerHook logs
     calls = [c for c in calls if c[0] >= 0]  # training steps, not set-up
     assert calls and {step for step, _ in calls} <= log_steps, calls
@@ -137,7 +139,7 @@ def test_without_the_hook_every_step_syncs_and_numbers_agree(tmp_path):
     assert sum(1 for s, _ in calls if s == 0) >= 5  # 3 outputs + 2 grad norms
     _, logged, _, _, _ = train(tmp_path, deferred=True)
     for ref, row in zip(logged_ref, logged):
-        for key in ('a/loss', 'b/loss', 'prior/ratio'):
+        for key in ('tokenizer/loss', 'discriminator/loss', 'prior/ratio'):
             assert row[key] == pytest.approx(ref[key], rel=1e-6)
     assert 'grad_norm' in logged_ref[0]  # both groups into one key without the hook
 

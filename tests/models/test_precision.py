@@ -96,12 +96,18 @@ def _conv_layouts(module: torch.nn.Module, call) -> set:
     return seen
 
 
-def test_convolutions_run_channels_last_under_cpu_autocast_only():
+@pytest.mark.parametrize('layout', ['nhwc', 'nchw', 'auto'])
+def test_convolutions_run_channels_last_under_cpu_autocast_only(layout, monkeypatch):
     """The VQ tokenizer (encoder and decoder), PatchGAN and LPIPS-VGG convolve NHWC inputs in a
-    bf16 CPU autocast, NCHW ones in float32 (whose numbers are those of plain NCHW modules)."""
+    bf16 CPU autocast where that layout is chosen (GEAR_CPU_BF16_LAYOUT; by default on a CPU
+    without oneDNN bf16 kernels), NCHW ones otherwise and always in float32 (whose numbers are
+    those of plain NCHW modules)."""
     from gear.models.discriminators import PatchGANDiscriminator
     from gear.models.losses import LPIPS
+    from gear.models.losses.precision import LAYOUT_ENV, native_cpu_bf16
     from gear.models.tokenizers import VQTokenizer
+    monkeypatch.setenv(LAYOUT_ENV, layout)
+    nhwc = layout == 'nhwc' or (layout == 'auto' and not native_cpu_bf16())
     torch.manual_seed(0)
     tok = VQTokenizer(ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=32,
                       quantizer=dict(type='VectorQuantizer', codebook_size=16, embed_dim=4))
@@ -113,8 +119,15 @@ def test_convolutions_run_channels_last_under_cpu_autocast_only():
     for name, (net, fn) in nets.items():
         fn = fn or net
         with bf16():
-            assert _conv_layouts(net, lambda: fn(x)) == {True}, name
+            assert _conv_layouts(net, lambda: fn(x)) == {nhwc}, name
         assert _conv_layouts(net, lambda: fn(x)) == {False}, name
     with bf16():
-        assert tok(x)[0].is_contiguous(memory_format=torch.channels_last)  # (B, 3, H, W) NHWC
+        assert tok(x)[0].is_contiguous(memory_format=torch.channels_last) == nhwc  # (B, 3, H, W)
     assert tok(x)[0].is_contiguous()
+
+
+def test_a_bad_layout_choice_names_the_variable(monkeypatch):
+    from gear.models.losses.precision import LAYOUT_ENV, autocast_channels_last
+    monkeypatch.setenv(LAYOUT_ENV, 'NHWC ')
+    with bf16(), pytest.raises(ValueError, match=f"{LAYOUT_ENV}='NHWC ': one of auto, nhwc, nchw"):
+        autocast_channels_last(torch.zeros(1, 3, 4, 4))

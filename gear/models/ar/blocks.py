@@ -4,7 +4,7 @@ Module and parameter names equal LlamaGen's (``autoregressive/models/gpt.py``), 
 checkpoints load with no renaming: ``cls_embedding.embedding_table``, ``layers.N.attention.wqkv``,
 ``attention.wo``, ``feed_forward.w1/w2/w3``, ``attention_norm``, ``ffn_norm``.
 
-``compiled_block(**kwargs)`` is one ``torch.compile``d function ``(block, x, freqs_cis) -> x``
+``compiled_block(**kwargs)`` is one ``torch.compile``d function ``(block, x, freqs_cis, mask) -> x``
 shared by every block of every model (nn.Module inlining lets its graph serve all identical
 blocks; nothing compiled is stored on a module, so ``deepcopy`` (EMA) stays safe).
 """
@@ -146,8 +146,9 @@ class TransformerBlock(nn.Module):
         return h + self.drop_path(self.feed_forward(self.ffn_norm(h)))
 
 
-def _block_forward(block: 'TransformerBlock', x: Tensor, freqs_cis: Tensor) -> Tensor:
-    return block(x, freqs_cis)  # (B, S, dim)
+def _block_forward(block: 'TransformerBlock', x: Tensor, freqs_cis: Tensor,
+                   mask: Optional[Tensor] = None) -> Tensor:
+    return block(x, freqs_cis, None, mask)  # (B, S, dim)
 
 
 @functools.lru_cache(maxsize=None)
@@ -156,5 +157,6 @@ def _compiled(kwargs_items: tuple):
 
 
 def compiled_block(**kwargs):
-    """The ``torch.compile``d ``(block, x, freqs_cis) -> x`` for these compile kwargs (cached)."""
+    """The ``torch.compile``d ``(block, x, freqs_cis, mask) -> x`` for these compile kwargs
+    (cached); ``mask`` None is causal."""
     return _compiled(tuple(sorted(kwargs.items())))

@@ -1,6 +1,8 @@
-"""LlamaGen's class-conditional GPT (``autoregressive/models/gpt.py``, c2i) as a gear AR backbone.
+"""LlamaGen's GPT (``autoregressive/models/gpt.py``), class- or caption-conditional, as a gear AR.
 
-Sequence layout: ``cls_token_num`` class-embedding positions, then the image tokens fed.
+Sequence layout: ``cls_token_num`` condition positions (the class embedding, repeated; or, with
+``caption_dim``, T = ``cls_token_num`` projected caption tokens, ``caption.py``), then the image
+tokens fed. With a caption the attention is causal with the padded caption columns masked.
 ``forward(tokens[:, :-1], labels)`` returns logits at the ``L`` positions that predict image
 tokens ``0 .. L-1`` (LlamaGen's training slice ``[cls_token_num - 1:]``), so position k of the
 output predicts token k. ``tokens`` is either (B, L) indices or (B, L, K) probabilities,
@@ -21,7 +23,7 @@ through one shared compiled function (``blocks.compiled_block``); KV-cache decod
 KV-cache decoding (``setup_caches`` / ``decode`` / ``clear_caches``) lives here too; the
 sampling loop is ``gear.models.ar.sampling``.
 """
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +32,7 @@ from torch.utils.checkpoint import checkpoint
 from gear.registry import AR_BACKBONES
 from .base import ARBackboneOutput
 from .blocks import LabelEmbedder, RMSNorm, TransformerBlock, compiled_block, find_multiple
+from .caption import CaptionEmbedder, caption_attn_mask
 from .kv_cache import KVCache
 from .rope import precompute_freqs_cis_2d
 
@@ -74,6 +77,11 @@ class LlamaGenGPT(nn.Module):
             checkpointing per block): less memory, about one more forward of compute.
         compile: ``torch.compile`` each block in the teacher-forced forward: False, True, or a
             dict of ``torch.compile`` kwargs (e.g. ``dict(mode='max-autotune')``).
+        caption_dim: text-to-image: the text encoder's hidden size; ``cond`` is then a caption
+            ``(emb (B, T, caption_dim), mask (B, T))`` with T = ``cls_token_num`` (LlamaGen: 120),
+            dropped to the null caption with ``class_dropout_prob``; None: class labels.
+        null_caption: 'learned' (LlamaGen) or 'empty' (the encoder's "", the official release).
+        caption_mlp_bias: biases in the caption MLP (LlamaGen: True; official GEAR T2I: False).
     """
 
     def __init__(self, dim: Optional[int] = None, n_layer: Optional[int] = None,
@@ -84,7 +92,9 @@ class LlamaGenGPT(nn.Module):
                  attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.1,
                  ffn_dropout_p: float = 0.1, drop_path_rate: float = 0.0,
                  initializer_range: float = 0.02, cls_rotation: str = 'zeros',
-                 grad_checkpointing: bool = False, compile: Union[bool, dict] = False):
+                 grad_checkpointing: bool = False, compile: Union[bool, dict] = False,
+                 caption_dim: Optional[int] = None, null_caption: str = 'learned',
+                 caption_mlp_bias: bool = True):
         super().__init__()
         if not isinstance(compile, (bool, dict)):
             raise TypeError(f'compile must be a bool or a dict of torch.compile kwargs, '
@@ -110,7 +120,11 @@ class LlamaGenGPT(nn.Module):
         self.initializer_range = initializer_range
         self.rope_args = (grid, dim // n_head, rope_base, cls_token_num, cls_rotation)
 
-        self.cls_embedding = LabelEmbedder(num_classes, dim, class_dropout_prob)
+        self.caption_dim = caption_dim
+        self.cls_embedding = (
+            LabelEmbedder(num_classes, dim, class_dropout_prob) if caption_dim is None else
+            CaptionEmbedder(caption_dim, dim, cls_token_num, class_dropout_prob, null_caption,
+                            caption_mlp_bias))
         self.tok_embeddings = nn.Embedding(vocab_size, dim)
         self.tok_dropout = nn.Dropout(token_dropout_p)
         dpr = [x.item() for x in torch.linspace(0, drop_path_rate, n_layer, device='cpu')]
@@ -123,6 +137,7 @@ class LlamaGenGPT(nn.Module):
         self.register_buffer('freqs_cis', precompute_freqs_cis_2d(*self.rope_args),
                              persistent=False)  # (C + block_size, head_dim // 2, 2)
         self.max_batch_size = self.max_seq_length = -1
+        self.prefix_keep = None  # (B, C) bool while decoding with a caption prefix
         self.init_weights()
 
     @classmethod
@@ -142,7 +157,7 @@ class LlamaGenGPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         if exclude_embeddings:
             n -= self.tok_embeddings.weight.numel()
-            n -= self.cls_embedding.embedding_table.weight.numel()
+            n -= sum(p.numel() for p in self.cls_embedding.parameters())
         return n
 
     def _rope(self) -> Tensor:
@@ -151,18 +166,23 @@ class LlamaGenGPT(nn.Module):
             return precompute_freqs_cis_2d(*self.rope_args).to(self.freqs_cis.device)
         return self.freqs_cis
 
-    def embed(self, tokens: Optional[Tensor], cond: Optional[Tensor],
-              cond_drop_mask: Optional[Tensor] = None) -> Tensor:
-        """[class embeddings of ``cond``] + [token embeddings] -> (B, S, dim), before dropout."""
-        parts = []
+    def embed(self, tokens: Optional[Tensor], cond, cond_drop_mask: Optional[Tensor] = None
+              ) -> Tuple[Tensor, Optional[Tensor]]:
+        """[condition embeddings] + [token embeddings] -> (B, S, dim), before dropout, and the
+        caption's kept prefix columns (B, C) bool (None for class labels or no ``cond``)."""
+        parts, keep = [], None
         if cond is not None:
-            cls = self.cls_embedding(cond, cond_drop_mask)  # (B, 1, dim)
-            parts.append(cls.expand(-1, self.cls_token_num, -1))  # (B, C, dim)
+            if self.caption_dim is None:
+                cls = self.cls_embedding(cond, cond_drop_mask)  # (B, 1, dim)
+                parts.append(cls.expand(-1, self.cls_token_num, -1))  # (B, C, dim)
+            else:
+                prefix, keep = self.cls_embedding(cond, cond_drop_mask)  # (B, C, dim), (B, C)
+                parts.append(prefix)
         if tokens is not None:
             parts.append(self.embed_tokens(tokens))  # (B, L, dim)
         if not parts:
             raise ValueError('give tokens, cond or both')
-        return torch.cat(parts, dim=1)  # (B, S, dim)
+        return torch.cat(parts, dim=1), keep  # (B, S, dim), (B, C) or None
 
     def embed_tokens(self, tokens: Tensor) -> Tensor:
         """(B, L) indices by lookup, or (B, L, K) probabilities times the table -> (B, L, dim)."""
@@ -183,26 +203,29 @@ class LlamaGenGPT(nn.Module):
 
         Args:
             tokens: (B, L) long indices or (B, L, K) float probabilities, L <= block_size.
-            cond: (B,) class labels.
+            cond: (B,) class labels, or a caption (emb (B, C, caption_dim), mask (B, C)).
             return_hidden_at: D in [0, n_layer]: also return the stream after D blocks.
             early_exit: stop after D blocks (``logits`` is None); needs ``return_hidden_at``.
-            cond_drop_mask: (B,) bool; True replaces the label by the null class.
+            cond_drop_mask: (B,) bool; True replaces the label (caption) by the null one.
         """
         if early_exit and return_hidden_at is None:
             raise ValueError('early_exit needs return_hidden_at')
         if return_hidden_at is not None and not 0 <= return_hidden_at <= self.n_layer:
             raise ValueError(f'return_hidden_at must be in [0, {self.n_layer}], '
                              f'got {return_hidden_at}')
-        h = self.tok_dropout(self.embed(tokens, cond, cond_drop_mask))  # (B, C + L, dim)
+        h, keep = self.embed(tokens, cond, cond_drop_mask)  # (B, C + L, dim), (B, C)
+        h = self.tok_dropout(h)
         if h.shape[1] > self.freqs_cis.shape[0]:
             raise ValueError(f'{h.shape[1] - self.cls_token_num} tokens exceed block_size '
                              f'{self.block_size}')
         freqs_cis = self._rope()[:h.shape[1]]  # (C + L, head_dim // 2, 2)
+        mask = None if keep is None else caption_attn_mask(
+            keep, torch.arange(h.shape[1], device=h.device), h.shape[1])  # (B, 1, S, S)
         start = self.cls_token_num - 1  # outputs from the last class position on
         hidden = h if return_hidden_at == 0 else None
         n_run = return_hidden_at if early_exit else self.n_layer
         for i, layer in enumerate(self.layers[:n_run]):
-            h = self._run_block(layer, h, freqs_cis)  # (B, C + L, dim)
+            h = self._run_block(layer, h, freqs_cis, mask)  # (B, C + L, dim)
             if i + 1 == return_hidden_at:
                 hidden = h
         if hidden is not None:
@@ -212,10 +235,13 @@ class LlamaGenGPT(nn.Module):
         logits = self.output(self.norm(h)).float()[:, start:]  # (B, L + 1, V)
         return ARBackboneOutput(logits=logits, hidden=hidden)
 
-    def _run_block(self, layer: TransformerBlock, h: Tensor, freqs_cis: Tensor) -> Tensor:
-        """One block of the teacher-forced forward, compiled and/or checkpointed if asked."""
+    def _run_block(self, layer: TransformerBlock, h: Tensor, freqs_cis: Tensor,
+                   mask: Optional[Tensor] = None) -> Tensor:
+        """One block of the teacher-forced forward, compiled and/or checkpointed if asked;
+        ``mask`` (B, 1, S, S) bool with a caption prefix, None: causal."""
         fn = layer if self.compile_kwargs is None else compiled_block(**self.compile_kwargs)
-        args = (h, freqs_cis) if self.compile_kwargs is None else (layer, h, freqs_cis)
+        args = (h, freqs_cis, None, mask) if self.compile_kwargs is None else (
+            layer, h, freqs_cis, mask)
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(fn, *args, use_reentrant=False)  # (B, S, dim)
         return fn(*args)  # (B, S, dim)
@@ -232,6 +258,7 @@ class LlamaGenGPT(nn.Module):
                                                self.dim // self.n_head, dtype, weight.device)
         mask = torch.ones(max_seq_length, max_seq_length, dtype=torch.bool, device=weight.device)
         self.register_buffer('causal_mask', torch.tril(mask), persistent=False)  # (S_max, S_max)
+        self.prefix_keep = None  # (B, C) bool: the prefilled caption's kept columns
         self.max_batch_size, self.max_seq_length = max_batch_size, max_seq_length
 
     def clear_caches(self) -> None:
@@ -240,13 +267,15 @@ class LlamaGenGPT(nn.Module):
             block.attention.kv_cache = None
         if hasattr(self, 'causal_mask'):
             del self.causal_mask
+        self.prefix_keep = None
         self.max_batch_size = self.max_seq_length = -1
 
     def decode(self, tokens: Optional[Tensor], cond: Optional[Tensor], input_pos: Tensor,
                cond_drop_mask: Optional[Tensor] = None, kv_len: Optional[int] = None) -> Tensor:
         """Cached forward of new positions ``input_pos`` (S,) -> logits (B, S, V) (float32).
 
-        Prefill: ``decode(None, labels, arange(C))``; then one token per step:
+        Prefill: ``decode(None, labels, arange(C))`` (or a caption: its kept columns are held
+        for the later steps' masks, until ``clear_caches``); then one token per step:
         ``decode(tok (B, 1), None, tensor([C + i]))`` gives the logits of token i + 1.
         ``kv_len``: attend to cache positions ``[0, kv_len)`` only (they must include every
         position attended to, ``kv_len > input_pos.max()``; ``C + i + 1`` above), reading less of
@@ -256,11 +285,20 @@ class LlamaGenGPT(nn.Module):
             raise RuntimeError('call setup_caches() before decode()')
         if isinstance(kv_len, int) and not 0 < kv_len <= self.max_seq_length:
             raise ValueError(f'kv_len must be in [1, {self.max_seq_length}], got {kv_len}')
-        h = self.tok_dropout(self.embed(tokens, cond, cond_drop_mask))  # (B, S, dim)
+        h, keep = self.embed(tokens, cond, cond_drop_mask)  # (B, S, dim), (B, C) or None
+        h = self.tok_dropout(h)
         freqs_cis = self._rope()[input_pos]  # (S, head_dim // 2, 2)
-        mask = self.causal_mask[input_pos][None, None]  # (1, 1, S, S_max)
-        if kv_len is not None:
-            mask = mask[..., :kv_len]  # (1, 1, S, kv_len)
+        if keep is not None:
+            self.prefix_keep = keep
+        if self.caption_dim is None:
+            mask = self.causal_mask[input_pos][None, None]  # (1, 1, S, S_max)
+            if kv_len is not None:
+                mask = mask[..., :kv_len]  # (1, 1, S, kv_len)
+        else:
+            if self.prefix_keep is None:
+                raise RuntimeError('prefill the caption (decode(None, caption, arange(C))) first')
+            mask = caption_attn_mask(self.prefix_keep, input_pos,
+                                     kv_len or self.max_seq_length)  # (B, 1, S, kv_len)
         for layer in self.layers:
             h = layer(h, freqs_cis, input_pos, mask, kv_len)  # (B, S, dim)
         return self.output(self.norm(h)).float()  # (B, S, V)

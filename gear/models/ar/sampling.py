@@ -1,8 +1,9 @@
-"""Class-conditional sampling from an AR backbone: KV cache, classifier-free guidance, top-k/p.
+"""Sampling from an AR backbone: KV cache, classifier-free guidance, top-k/p.
 
-``generate`` follows LlamaGen's ``autoregressive/models/generate.py``: prefill the class
-position(s), then decode one token per step from the static KV cache. With guidance
-(``cfg_scale != 1``) the batch is doubled with the null class and the logits combined as
+``generate`` follows LlamaGen's ``autoregressive/models/generate.py``: prefill the condition
+position(s) (a class, or a caption prefix), then decode one token per step from the static KV
+cache. With guidance (``cfg_scale != 1``) the batch is doubled with the null class (the null
+caption) and the logits combined as
 ``u + s * (c - u)``; with ``cfg_scale == 1`` there is no doubling. ``cfg_interval`` (LlamaGen's and
 the official GEAR release's option) guides only the first ``cfg_interval + 2`` tokens (the
 prefill token and decode steps ``0..cfg_interval``) and takes the conditional logits after them;
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .caption import cond_batch_size, cond_device, with_null
 from .compiled_step import compiled_step
 
 CFG_SCHEDULES = ('constant', 'linear')
@@ -117,18 +119,19 @@ def _as_generator(generator: Union[torch.Generator, int, None],
 
 
 @torch.no_grad()
-def generate(model: nn.Module, cond: Tensor, num_tokens: Optional[int] = None,
+def generate(model: nn.Module, cond, num_tokens: Optional[int] = None,
              cfg_scale: float = 1.0, cfg_schedule: str = 'constant', temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0,
              generator: Union[torch.Generator, int, None] = None,
              use_cache: bool = True, cfg_interval: int = -1,
              compile: Union[bool, dict] = False) -> Tensor:
-    """Sample ``num_tokens`` image tokens per label of ``cond`` (B,) -> LongTensor (B, num_tokens).
+    """Sample ``num_tokens`` image tokens per condition -> LongTensor (B, num_tokens).
 
     Args:
         model: a ``LlamaGenGPT`` (any backbone with ``forward``/``setup_caches``/``decode``);
             run in eval mode here and put back in its mode afterwards.
-        cond: (B,) class labels.
+        cond: (B,) class labels, or a caption (emb (B, T, C), mask (B, T)) from the text
+            encoder of a caption-conditional backbone.
         num_tokens: tokens per image, default ``model.block_size``.
         cfg_scale: classifier-free guidance scale s; 1.0 disables guidance (no batch doubling).
         cfg_schedule: 'constant', or 'linear' (scale 1 + (s - 1) * i / N at token i).
@@ -154,13 +157,14 @@ def generate(model: nn.Module, cond: Tensor, num_tokens: Optional[int] = None,
         raise ValueError(f'cfg_interval must be -1 (every token) or >= 0, got {cfg_interval}')
     if compile is not False and not use_cache:
         raise ValueError('compile needs use_cache=True (it compiles the cached decode step)')
-    generator = _as_generator(generator, cond.device)
-    bsz, c, device = cond.shape[0], model.cls_token_num, cond.device
+    device = cond_device(cond)
+    generator = _as_generator(generator, device)
+    bsz, c = cond_batch_size(cond), model.cls_token_num
     uniforms = torch.rand(num_tokens, bsz, generator=generator, device=device)  # (N, B)
     guided = cfg_scale != 1.0
     scales = guides = [None] * num_tokens
-    if guided:  # second half: the null class; per token i its scale and whether it is guided
-        cond = torch.cat([cond, torch.full_like(cond, model.num_classes)])  # (2B,)
+    if guided:  # second half: the null condition; per token i its scale and whether it is guided
+        cond = with_null(model, cond)  # (2B,) or ((2B, T, C), (2B, T))
         scales = torch.tensor([cfg_scale_at(i, num_tokens, cfg_scale, cfg_schedule)
                                for i in range(num_tokens)], device=device)  # (N,)
         guides = torch.tensor([not 0 <= cfg_interval < i - 1 for i in range(num_tokens)],
@@ -174,12 +178,13 @@ def generate(model: nn.Module, cond: Tensor, num_tokens: Optional[int] = None,
     try:
         if not use_cache:
             for i in range(num_tokens):
-                prefix = torch.stack(tokens, 1) if tokens else cond.new_empty(bsz, 0)  # (B, i)
+                prefix = (torch.stack(tokens, 1) if tokens else
+                          torch.empty(bsz, 0, dtype=torch.long, device=device))  # (B, i)
                 prefix = prefix.repeat(2, 1) if guided else prefix  # (B', i)
                 logits = model(prefix, cond).logits[:, -1]  # (B', V)
                 tokens.append(next_token(logits, uniforms[i], scales[i], guides[i], **settings))
             return torch.stack(tokens, 1)  # (B, N)
-        model.setup_caches(cond.shape[0], c + num_tokens)
+        model.setup_caches(cond_batch_size(cond), c + num_tokens)
         logits = model.decode(None, cond, torch.arange(c, device=device), kv_len=c)[:, -1]
         tokens.append(next_token(logits, uniforms[0], scales[0], guides[0], **settings))
         positions = torch.arange(c, c + num_tokens, device=device)  # (N,)

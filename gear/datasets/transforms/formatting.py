@@ -25,11 +25,15 @@ def to_signed_tensor(img: np.ndarray) -> torch.Tensor:
 
 @TRANSFORMS.register_module()
 class PackGearInputs(BaseTransform):
-    """The last step: ``dict(img=FloatTensor (3, H, W) in [-1, 1], label=int)``.
+    """The last step: ``dict(img=FloatTensor (3, H, W) in [-1, 1], label=int)``, or with a caption
+    ``dict(img=..., caption=str)`` (plus ``label`` when the results have one too).
 
     ``img`` is a ``uint8`` array (H, W) or (H, W, C), scaled by :func:`to_signed_tensor`, or a
     float tensor (C, H, W) already in ``[-1, 1]`` (from :class:`~.geometric.TorchResize`). A grey
-    image (C = 1) is repeated over the channels. Every other key of the results is dropped.
+    image (C = 1) is repeated over the channels. ``label`` is required unless the results hold a
+    ``caption`` (text-to-image data, e.g. :class:`~gear.datasets.CaptionShards`), which must be a
+    ``str``; mmengine's ``default_collate`` batches captions as a list of ``str``. Every other key
+    of the results is dropped.
 
     Args:
         num_channels: channels of the output image; 1-channel images are repeated to it.
@@ -42,10 +46,14 @@ class PackGearInputs(BaseTransform):
         self.num_channels = num_channels
 
     def transform(self, results: dict) -> dict:
-        for key in ('img', 'label'):
+        has_caption = 'caption' in results
+        for key in ('img',) if has_caption else ('img', 'label'):
             if key not in results:
                 raise KeyError(f"PackGearInputs needs the key {key!r} in the results, got keys "
                                f'{sorted(results)}')
+        if has_caption and not isinstance(results['caption'], str):
+            raise ValueError(f"PackGearInputs: 'caption' must be a str, got "
+                             f"{type(results['caption']).__name__}")
         img = results['img']
         if not isinstance(img, torch.Tensor):
             img = to_signed_tensor(img)
@@ -55,7 +63,12 @@ class PackGearInputs(BaseTransform):
         elif c != self.num_channels:
             raise ValueError(f'PackGearInputs: the image has {c} channels, expected 1 or '
                              f'{self.num_channels}')
-        return dict(img=img.contiguous(), label=int(results['label']))
+        packed = dict(img=img.contiguous())
+        if 'label' in results:
+            packed['label'] = int(results['label'])
+        if has_caption:
+            packed['caption'] = results['caption']
+        return packed
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(num_channels={self.num_channels})'

@@ -29,7 +29,7 @@ from .generative import compute_generative_metrics
 from .inception import InceptionFeatures
 from .llamagen_metrics import RECON_PROTOCOL
 from .reconstruction import ReconstructionMetric
-from .sampling import SamplingSettings, sample_images, save_grid, save_npz
+from .sampling import SamplingSettings, is_prompts, sample_images, save_grid, save_npz
 from .sharding import Shard, map_in_order
 
 PARTS = ('tokenizer', 'generator', 'features')
@@ -155,14 +155,15 @@ def first_images(reference: dict, n: int) -> dict:
 
 
 def evaluate_generator(model: nn.Module, settings: SamplingSettings, reference: Optional[dict],
-                       inception: Optional[InceptionFeatures], labels: Tensor,
+                       inception: Optional[InceptionFeatures], labels,
                        device: str = 'cpu', fid_method: str = 'auto',
                        inception_error: str = 'no FID network given',
                        grid_path: Optional[str] = None, samples_npz: Optional[str] = None,
                        progress: bool = True, distributed: Optional[bool] = None) -> dict:
     """Sample one image per label and compute FID, precision / recall (and IS when possible).
 
-    ``model`` (GEAR or FrozenTokenizerAR on ``device``) samples ``labels`` (N,) against
+    ``model`` (GEAR or FrozenTokenizerAR on ``device``) samples ``labels`` (N,) (or N prompts
+    for a text-to-image model) against
     ``reference`` (a ``dataset_reference`` or ``npz_reference``); no ``inception``: every metric
     unavailable with ``inception_error``. ``fid_method``: 'sqrtm', 'features',
     'stats_features' or 'auto': below 2048 (D) samples 'features' (both sets' features), or
@@ -184,9 +185,13 @@ def evaluate_generator(model: nn.Module, settings: SamplingSettings, reference: 
     out['sampling_time_s'] = time.perf_counter() - start
     if samples_npz is not None:
         if shard.is_main:
-            save_npz(images, labels, samples_npz)
+            save_npz(images, None if is_prompts(labels) else labels, samples_npz)
         out['samples_npz'] = osp.abspath(samples_npz)
-    if grid_path is not None:
+    if grid_path is not None and is_prompts(labels):  # prompts: in order, 10 per row
+        if shard.is_main:
+            save_grid(images, grid_path, nrow=10)
+        out['grid'] = osp.abspath(grid_path)
+    elif grid_path is not None:
         counts = torch.bincount(labels, minlength=ar.num_classes)  # (C,)
         balanced = bool((counts == counts[0]).all()) and torch.equal(
             labels, torch.arange(ar.num_classes).repeat_interleave(int(counts[0])))

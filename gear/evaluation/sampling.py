@@ -1,9 +1,13 @@
-"""Class-conditional image sampling from a trained gear model, and the files it writes.
+"""Image sampling from a trained gear model, class- or caption-conditional, and its files.
 
     model = gear.apis.load_model('work_dirs/gear_vq_tiny_fashionmnist/final.pth')
     labels = class_balanced_labels(num_classes=10, per_class=50)        # 0,0,..,1,1,..
     images = sample_images(model, labels, SamplingSettings(cfg_scale=2.0, seed=0))
     save_npz(images, labels, 'samples.npz')                              # the ADM layout
+
+A text-to-image model (one with a ``text_encoder``) samples from captions instead: ``labels`` is
+then a list of N prompts (str), encoded batch by batch by the model's frozen text encoder, and
+CFG's null condition is the AR's null caption.
 
 Tokens come from ``gear.models.ar.generate`` (KV cache, classifier-free guidance, temperature,
 top-k/p) and are decoded by the tokenizer. Results are reproducible: batch i draws from a
@@ -17,7 +21,7 @@ the images are those of one process with the same settings.
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Iterator, Optional, Tuple, Union
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -112,28 +116,51 @@ def to_uint8(x: Tensor) -> Tensor:
     return x.permute(0, 2, 3, 1).contiguous()  # (B, H, W, 3)
 
 
-def _check(labels: Tensor, settings: SamplingSettings, num_classes: int) -> None:
+Conditions = Union[Tensor, Sequence[str]]  # (N,) class labels, or N prompts
+
+
+def is_prompts(labels: Conditions) -> bool:
+    return isinstance(labels, (list, tuple))
+
+
+def _check(labels: Conditions, settings: SamplingSettings, ar: nn.Module,
+           text_encoder: Optional[nn.Module] = None) -> None:
+    if settings.batch_size < 1:
+        raise ValueError(f'batch_size must be >= 1, got {settings.batch_size}')
+    if getattr(ar, 'caption_dim', None) is not None or is_prompts(labels):
+        if not is_prompts(labels) or not labels or not all(isinstance(p, str) for p in labels):
+            raise ValueError('a text-to-image model samples from prompts: give a non-empty list '
+                             f'of str (e.g. tools/sample.py --prompts FILE), got {type(labels)}')
+        if text_encoder is None or getattr(ar, 'caption_dim', None) is None:
+            raise ValueError('prompts need a text-to-image model (model.text_encoder and '
+                             'model.prior.ar.caption_dim); this one is class-conditional')
+        return
+    num_classes = ar.num_classes
     if labels.dim() != 1 or labels.numel() == 0:
         raise ValueError(f'labels must be a non-empty 1-D tensor, got shape {tuple(labels.shape)}')
     if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
         raise ValueError(f'labels must be in [0, {num_classes}), got [{int(labels.min())}, '
                          f'{int(labels.max())}]')
-    if settings.batch_size < 1:
-        raise ValueError(f'batch_size must be >= 1, got {settings.batch_size}')
 
 
-def num_batches(labels: Tensor, settings: SamplingSettings) -> int:
+def num_batches(labels: Conditions, settings: SamplingSettings) -> int:
     """Batches of a run: ceil(N / batch_size); batch i holds labels [i * B, (i + 1) * B)."""
-    return -(-labels.numel() // settings.batch_size)
+    return -(-len(labels) // settings.batch_size)
 
 
 @torch.no_grad()
-def sample_batch(ar: nn.Module, tokenizer: nn.Module, labels: Tensor, i: int,
-                 settings: SamplingSettings, device: Union[str, torch.device] = 'cpu'
-                 ) -> Tuple[Tensor, Tensor]:
+def sample_batch(ar: nn.Module, tokenizer: nn.Module, labels: Conditions, i: int,
+                 settings: SamplingSettings, device: Union[str, torch.device] = 'cpu',
+                 text_encoder: Optional[nn.Module] = None) -> Tuple[Tensor, Tensor]:
     """Batch ``i`` of a run -> (tokens (B, N), uint8 images (B, H, W, 3)) on ``device``: the
-    labels ``[i * batch_size, (i + 1) * batch_size)``, a generator seeded ``seed + i``."""
-    cond = labels[i * settings.batch_size:(i + 1) * settings.batch_size].to(device)  # (B,)
+    labels (prompts) ``[i * batch_size, (i + 1) * batch_size)``, a generator seeded ``seed + i``."""
+    part = labels[i * settings.batch_size:(i + 1) * settings.batch_size]
+    if is_prompts(part):
+        emb, mask = text_encoder(list(part))  # (B, T, C), (B, T)
+        cond, bsz = (emb.to(device), mask.to(device)), len(part)
+    else:
+        cond = part.to(device)  # (B,)
+        bsz = cond.shape[0]
     side = ar.grid_size  # token grid (h, w) = (side, side)
     generator = torch.Generator(device=device).manual_seed(settings.seed + i)
     tokens = generate(ar, cond, cfg_scale=settings.cfg_scale,
@@ -141,31 +168,32 @@ def sample_batch(ar: nn.Module, tokenizer: nn.Module, labels: Tensor, i: int,
                       top_k=settings.top_k, top_p=settings.top_p, generator=generator,
                       use_cache=settings.use_cache, cfg_interval=settings.cfg_interval,
                       compile=settings.compile)  # (B, N)
-    x = tokenizer.decode_indices(tokens.view(cond.shape[0], side, side))  # (B, 3, H, W)
+    x = tokenizer.decode_indices(tokens.view(bsz, side, side))  # (B, 3, H, W)
     return tokens, to_uint8(x)
 
 
-def sample_batches(ar: nn.Module, tokenizer: nn.Module, labels: Tensor, settings: SamplingSettings,
-                   device: Union[str, torch.device] = 'cpu') -> Iterator[Tuple[Tensor, Tensor]]:
+def sample_batches(ar: nn.Module, tokenizer: nn.Module, labels: Conditions,
+                   settings: SamplingSettings, device: Union[str, torch.device] = 'cpu',
+                   text_encoder: Optional[nn.Module] = None) -> Iterator[Tuple[Tensor, Tensor]]:
     """Yield (tokens (B, N), uint8 images (B, H, W, 3)) batch by batch, on ``device``.
 
     ``ar`` and ``tokenizer`` must already be on ``device``; batch i uses a generator seeded
     ``settings.seed + i``.
     """
-    _check(labels, settings, ar.num_classes)
-    labels = labels.to(dtype=torch.long)
+    _check(labels, settings, ar, text_encoder)
+    labels = labels if is_prompts(labels) else labels.to(dtype=torch.long)
     for i in range(num_batches(labels, settings)):
-        yield sample_batch(ar, tokenizer, labels, i, settings, device)
+        yield sample_batch(ar, tokenizer, labels, i, settings, device, text_encoder)
 
 
-def sample_images(model: nn.Module, labels: Tensor, settings: SamplingSettings,
+def sample_images(model: nn.Module, labels: Conditions, settings: SamplingSettings,
                   device: Union[str, torch.device] = 'cpu', progress: bool = True,
                   distributed: Optional[bool] = None) -> Tensor:
     """Sample one image per label -> uint8 (N, H, W, 3) on the CPU.
 
     Args:
         model: a GEAR or FrozenTokenizerAR model on ``device`` (``load_model`` puts it there).
-        labels: (N,) class labels.
+        labels: (N,) class labels, or N prompts (str) for a text-to-image model.
         settings: the sampling settings; the AR and tokenizer come from ``generator_parts``.
         device: where sampling runs (labels and the random generators go there).
         progress: a tqdm bar (images/s, ETA) on stderr, rank 0 only.
@@ -175,16 +203,18 @@ def sample_images(model: nn.Module, labels: Tensor, settings: SamplingSettings,
             all here (e.g. on rank 0 alone).
     """
     ar, tokenizer = generator_parts(model, settings.use_ema)
-    _check(labels, settings, ar.num_classes)
-    labels = labels.to(dtype=torch.long)
+    text_encoder = getattr(model, 'text_encoder', None)
+    _check(labels, settings, ar, text_encoder)
+    labels = labels if is_prompts(labels) else labels.to(dtype=torch.long)
     shard = Shard.current(distributed)
     was_training = tokenizer.training
     tokenizer.eval()
     images = []
     try:
-        with progress_bar(labels.numel(), 'sample', progress) as bar:
+        with progress_bar(len(labels), 'sample', progress) as bar:
             for batch in map_in_order(
-                    lambda i: sample_batch(ar, tokenizer, labels, i, settings, device)[1].cpu(),
+                    lambda i: sample_batch(ar, tokenizer, labels, i, settings, device,
+                                           text_encoder)[1].cpu(),
                     range(num_batches(labels, settings)), shard):
                 images.append(batch)  # (B, H, W, 3)
                 bar.update(batch.shape[0])
@@ -193,20 +223,24 @@ def sample_images(model: nn.Module, labels: Tensor, settings: SamplingSettings,
     return torch.cat(images)  # (N, H, W, 3)
 
 
-def save_npz(images_uint8: Union[Tensor, np.ndarray], labels: Union[Tensor, np.ndarray],
+def save_npz(images_uint8: Union[Tensor, np.ndarray], labels: Optional[Union[Tensor, np.ndarray]],
              path: str) -> None:
     """Write samples in the ADM evaluator's layout, atomically.
 
-    ``arr_0``: (N, H, W, 3) uint8 images; ``arr_1``: (N,) int64 labels.
+    ``arr_0``: (N, H, W, 3) uint8 images; ``arr_1``: (N,) int64 labels (none for prompts,
+    ``labels=None``: the prompts are recorded beside it).
     """
     images = np.asarray(images_uint8.cpu() if isinstance(images_uint8, Tensor) else images_uint8)
-    labels = np.asarray(labels.cpu() if isinstance(labels, Tensor) else labels).astype(np.int64)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f'images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}')
-    if labels.shape != (images.shape[0],):
-        raise ValueError(f'labels must be ({images.shape[0]},), got {labels.shape}')
+    arrays = [images]
+    if labels is not None:
+        labels = np.asarray(labels.cpu() if isinstance(labels, Tensor) else labels).astype(np.int64)
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f'labels must be ({images.shape[0]},), got {labels.shape}')
+        arrays.append(labels)
     with atomic_open(path) as f:
-        np.savez(f, images, labels)  # arr_0, arr_1
+        np.savez(f, *arrays)  # arr_0[, arr_1]
 
 
 def save_grid(images_uint8: Tensor, path: str, nrow: int = 10, max_images: int = 100) -> None:

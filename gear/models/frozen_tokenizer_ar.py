@@ -2,8 +2,9 @@
 
     tokens = tokenizer.encode(x).indices        frozen, eval mode, no grad; encoded online
     y      = teachers(x)                        frozen, no grad
-    (3) prior  loss = CE(AR(tokens[:, :-1], class), tokens) + lambda_ar * align(proj(AR_{<=D}(tokens)), y)
+    (3) prior  loss = CE(AR(tokens[:, :-1], cond), tokens) + lambda_ar * align(proj(AR_{<=D}(tokens)), y)
     (4) EMA(prior)
+``cond`` is the class, or with ``text_encoder`` the caption embedding (``conditioning.py``).
 From pre-extracted codes (``CodesDataset``, docs/codes.md) a batch carries ``tokens`` and the
 teachers' ``targets`` instead of ``img``, and the two frozen passes are skipped: the same step
 on the same images gives the same losses and weights
@@ -29,6 +30,7 @@ from gear.utils.frozen import freeze
 from .align.feature_cache import module_fingerprint
 from .align_eval import per_sample_alignment
 from .code_usage import CodeUsageMeter
+from .conditioning import build_text_encoder, condition
 from .phases import prior_step, update_ema
 from .prior import build_prior, build_teachers, teacher_features, teacher_maps
 from .stage_model import StageModel
@@ -45,6 +47,8 @@ class FrozenTokenizerAR(StageModel):
         lambda_ar (float): weight of the hard-branch alignment.
         ema_decay (float): decay of the prior EMA.
         val_use_ema (bool): validate the EMA prior (default) or the online one.
+        text_encoder (dict, optional): TEXT_ENCODERS config (frozen, not in checkpoints): the
+            prior is conditioned on ``data['caption']`` (the AR needs ``caption_dim``).
         init_from (list[dict], optional): where the tokenizer (and, for ``ar-init``, the prior)
             come from, e.g. ``[dict(checkpoint=STAGE1, modules={'tokenizer_ema.module':
             'tokenizer', 'prior': 'prior', 'prior_ema': 'prior_ema'})]``, or a released tokenizer
@@ -55,12 +59,13 @@ class FrozenTokenizerAR(StageModel):
 
     def __init__(self, tokenizer: dict, prior: dict, teachers: dict, lambda_ar: float = 0.5,
                  ema_decay: float = 0.9999, val_use_ema: bool = True,
-                 init_from: Optional[Sequence[dict]] = None,
+                 text_encoder: Optional[dict] = None, init_from: Optional[Sequence[dict]] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
         super().__init__(init_from, data_preprocessor, init_cfg)
         self.tokenizer = freeze(TOKENIZERS.build(tokenizer))
         self.teachers = build_teachers(teachers)
         self.prior = build_prior(prior, self.teachers, self.tokenizer.codebook_size)
+        self.text_encoder = build_text_encoder(text_encoder, self.prior)
         self.prior_ema = ExponentialMovingAverage(self.prior, momentum=1.0 - ema_decay)
         self.code_usage = CodeUsageMeter(self.tokenizer.codebook_size)
         self.lambda_ar, self.val_use_ema = lambda_ar, val_use_ema
@@ -86,7 +91,8 @@ class FrozenTokenizerAR(StageModel):
     def train_step(self, data: dict, optim_wrapper: OptimWrapperDict) -> Dict[str, Tensor]:
         data = self.data_preprocessor(data, True)
         tokens, y = self.tokens_and_targets(data)  # (B, N) long; {name: (B, N, C)}
-        logs = self.prior_phase(tokens, data['label'], y, optim_wrapper['prior'])  # (3)
+        cond = condition(data, self.text_encoder)  # (B,) or ((B, T, C), (B, T))
+        logs = self.prior_phase(tokens, cond, y, optim_wrapper['prior'])  # (3)
         update_ema(self.prior_ema, self.prior, optim_wrapper['prior'])  # (4)
         self.code_usage.update(tokens)
         return logs
@@ -141,10 +147,10 @@ class FrozenTokenizerAR(StageModel):
 
     @torch.no_grad()
     def val_step(self, data: dict) -> List[dict]:
-        """Per-image NTP loss and AR-vs-teacher cosine of the evaluation prior (class kept)."""
+        """Per-image NTP loss and AR-vs-teacher cosine of the evaluation prior (condition kept)."""
         data = self.data_preprocessor(data, False)
         tokens, y = self.tokens_and_targets(data)  # (B, N); {name: (B, N, C)}
-        cond = data['label']
+        cond = condition(data, self.text_encoder)  # (B,) or ((B, T, C), (B, T))
         prior = self.prior_ema.module if self.val_use_ema else self.prior
         out = prior.ar(tokens[:, :-1], cond, return_hidden_at=prior.align_depth)
         ntp = F.cross_entropy(out.logits.transpose(1, 2), tokens, reduction='none').mean(1)  # (B,)

@@ -7,10 +7,11 @@
                               + lambda * align(proj(AR_{<=D}(softmax(-q.d / tau))), y)
     (2) discriminator  hinge(D(x), D(x^.detach()))            tokenizer untouched
     (3) prior          tokens = q.indices.detach()            tokenizer gets no gradient
-                       loss = CE(AR(tokens[:, :-1], class), tokens)
+                       loss = CE(AR(tokens[:, :-1], cond), tokens)
                               + lambda_ar * align(proj(AR_{<=D}(tokens)), y)
     (4) EMA(tokenizer), EMA(prior), same decay
-The next-token loss never reaches the tokenizer; the soft alignment reaches only the tokenizer.
+``cond`` is the class, or with ``text_encoder`` the frozen encoder's caption embedding
+(``conditioning.py``). The next-token loss never reaches the tokenizer; the soft alignment reaches only the tokenizer.
 Optimizer groups: ``tokenizer``, ``discriminator``, ``prior``. Under DDP / DeepSpeed each trainable
 module is called through its handle (``train_module``) in its own phase; the prior's soft branch
 and D in step (1) are frozen and called directly.
@@ -27,6 +28,7 @@ from gear.utils.frozen import frozen
 
 from .assignment_stats import assignment_stats
 from .code_usage import CodeUsageMeter
+from .conditioning import build_text_encoder, condition
 from .phases import (current_step, discriminator_step, logs_this_step, prefixed, prior_step,
                      reconstruction_losses, reconstruction_outputs, update_ema)
 from .prior import build_prior, build_teachers, teacher_features
@@ -45,6 +47,8 @@ class GEAR(StageModel):
         readout (dict): READOUTS config of the tokenizer-side branch (``SoftReadout`` with tau).
         lambda_align (float): weight of the soft alignment in the tokenizer loss (lambda).
         lambda_ar (float): weight of the hard alignment in the prior loss.
+        text_encoder (dict, optional): TEXT_ENCODERS config (frozen, not in checkpoints): the
+            prior is conditioned on ``data['caption']`` (the AR needs ``caption_dim``).
         init_from (list[dict], optional): e.g. stage 0's ``final.pth`` with ``modules=dict(
             tokenizer='tokenizer', tokenizer_ema='tokenizer_ema', discriminator='discriminator')``.
     """
@@ -55,7 +59,7 @@ class GEAR(StageModel):
                  recon_loss: dict, gan_loss: dict, perceptual_loss: Optional[dict] = None,
                  readout: dict = dict(type='SoftReadout', tau=0.1), lambda_align: float = 0.5,
                  lambda_ar: float = 0.5, ema_decay: float = 0.9999, val_use_ema: bool = True,
-                 init_from: Optional[Sequence[dict]] = None,
+                 text_encoder: Optional[dict] = None, init_from: Optional[Sequence[dict]] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
         super().__init__(init_from, data_preprocessor, init_cfg)
         self.tokenizer = TOKENIZERS.build(tokenizer)
@@ -67,6 +71,7 @@ class GEAR(StageModel):
         self.code_usage = CodeUsageMeter(self.tokenizer.codebook_size)
         self.teachers = build_teachers(teachers)
         self.prior = build_prior(prior, self.teachers, self.tokenizer.codebook_size)
+        self.text_encoder = build_text_encoder(text_encoder, self.prior)
         self.prior_ema = ExponentialMovingAverage(self.prior, momentum=1.0 - ema_decay)
         self.readout = READOUTS.build(readout)
         self.lambda_align, self.lambda_ar, self.val_use_ema = lambda_align, lambda_ar, val_use_ema
@@ -74,7 +79,7 @@ class GEAR(StageModel):
     # ------------------------------------------------------------------ training
     def train_step(self, data: dict, optim_wrapper: OptimWrapperDict) -> Dict[str, Tensor]:
         data = self.data_preprocessor(data, True)
-        x, cond, step = data['img'], data['label'], current_step()
+        x, cond, step = data['img'], condition(data, self.text_encoder), current_step()
         y = self.teacher_features(x)  # {name: (B, N, C)}, no grad
         tokenizer = self.train_module('tokenizer')
         with optim_wrapper['tokenizer'].optim_context(tokenizer):  # bf16 autocast under AMP

@@ -149,3 +149,26 @@ def pipeline_two_procs(tmp_path_factory, fashion_mnist_root):
                      '--eval-options', *pipeline_eval_options(work_dir)],
                     timeout=1200, env=DISTRIBUTED_ENV)
     return work_dir, proc
+
+
+# Text-to-image: a small Fashion-MNIST caption demo set and the tiny T5 encoder, written by the
+# same tools the README's commands run; ``t2i_options`` points a shipped T2I config at them.
+@pytest.fixture(scope='session')
+def t2i_data(tmp_path_factory, fashion_mnist_root) -> dict:
+    root = tmp_path_factory.mktemp('t2i')
+    for split, num in (('train', 512), ('test', 600)):
+        run_tool(['tools/make_caption_shards.py', '--fashion-mnist', fashion_mnist_root,
+                  '--split', split, '--num', str(num), '--maxcount', '256',
+                  '--out', str(root / 'shards' / f'{split}-%06d.tar')])
+    run_tool(['tools/make_tiny_text_encoder.py', '--family', 't5', '--out', str(root / 't5_tiny')])
+    return dict(root=root, encoder=str(root / 't5_tiny'), shards=str(root / 'shards'))
+
+
+def t2i_options(t2i_data: dict) -> list:
+    """cfg-options of a shipped T2I config for the fixture's data and encoder (a fresh cache)."""
+    shards = t2i_data['shards']
+    return [f'model.text_encoder.path={t2i_data["encoder"]}',
+            f'model.text_encoder.cache_dir={t2i_data["root"] / "text_cache"}',
+            f'train_dataloader.dataset.shards={shards}/train-*.tar',
+            f'val_dataloader.dataset.shards={shards}/test-*.tar',
+            f'test_dataloader.dataset.shards={shards}/test-*.tar']

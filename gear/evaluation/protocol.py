@@ -52,9 +52,10 @@ def iterate_batches(data: Union[Dataset, DataLoader], batch_size: int = 64,
         data = DataLoader(data, batch_size=batch_size, shuffle=False)
     n = 0
     for batch in data:
-        x, y = batch['img'].float(), torch.as_tensor(batch['label'])
+        x = batch['img'].float()  # a caption dataset has no labels: y is None
+        y = torch.as_tensor(batch['label']) if 'label' in batch else None
         if max_images is not None:
-            x, y = x[:max_images - n], y[:max_images - n]
+            x, y = x[:max_images - n], None if y is None else y[:max_images - n]
         n += len(x)
         yield x, y
         if max_images is not None and n >= max_images:
@@ -73,7 +74,8 @@ def map_batches(fn: Callable[[Tensor, Tensor], object], data: Union[Dataset, Dat
 
     def load(indices: range) -> Tuple[Tensor, Tensor]:  # as DataLoader(Subset(data, ..)) does
         batch = default_collate([data[i] for i in indices])
-        return batch['img'].float(), torch.as_tensor(batch['label'])  # (B, 3, H, W), (B,)
+        labels = torch.as_tensor(batch['label']) if 'label' in batch else None  # (B,)
+        return batch['img'].float(), labels  # (B, 3, H, W), (B,) or None (captions)
 
     items = [range(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
     return map_in_order(lambda indices: fn(*load(indices)), items, shard)
@@ -159,7 +161,8 @@ def evaluate_generator(model: nn.Module, settings: SamplingSettings, reference: 
                        device: str = 'cpu', fid_method: str = 'auto',
                        inception_error: str = 'no FID network given',
                        grid_path: Optional[str] = None, samples_npz: Optional[str] = None,
-                       progress: bool = True, distributed: Optional[bool] = None) -> dict:
+                       progress: bool = True, distributed: Optional[bool] = None,
+                       clip_scorer=None) -> dict:
     """Sample one image per label and compute FID, precision / recall (and IS when possible).
 
     ``model`` (GEAR or FrozenTokenizerAR on ``device``) samples ``labels`` (N,) (or N prompts
@@ -172,7 +175,8 @@ def evaluate_generator(model: nn.Module, settings: SamplingSettings, reference: 
     ``grid_path``: a PNG of samples (one class per row when the labels are class-balanced).
     ``samples_npz``: also write the samples in the ADM layout, for the official evaluator.
     Sampling and the Inception pass are sharded over the ranks (``distributed``: see
-    ``sample_images``); rank 0 writes the files.
+    ``sample_images``); rank 0 writes the files. ``clip_scorer`` (a ``CLIPScorer``, prompts
+    only): also ``clip_score`` of the samples against their prompts.
     """
     ar = evaluation_parts(model, settings.use_ema)[1].ar
     out = dict(settings=settings.to_dict(), num_samples=len(labels))
@@ -183,6 +187,8 @@ def evaluate_generator(model: nn.Module, settings: SamplingSettings, reference: 
     images = sample_images(model, labels, settings, device, progress,
                            shard.world_size > 1)  # (N, H, W, 3) uint8
     out['sampling_time_s'] = time.perf_counter() - start
+    if clip_scorer is not None and is_prompts(labels):
+        out['clip_score'] = clip_scorer.score(images, labels)
     if samples_npz is not None:
         if shard.is_main:
             save_npz(images, None if is_prompts(labels) else labels, samples_npz)

@@ -27,16 +27,19 @@ import glob
 import json
 import os.path as osp
 
+import numpy as np
 import pytest
 import torch
 
-from ..conftest import DISTRIBUTED_ENV, TEST_DIST_TIMEOUT, run_tool, scalars
+from ..conftest import DISTRIBUTED_ENV, TEST_DIST_TIMEOUT, run_tool, scalars, t2i_options
 
 S0 = 'configs/tokenizer/tokenizer_vq_tiny_fashionmnist.py'
 S1 = 'configs/gear/gear_vq_tiny_fashionmnist.py'
 VQONLY = 'configs/ar/ar_vq_tiny_fashionmnist_vqonly.py'
 ARINIT = 'configs/ar/ar_vq_tiny_fashionmnist_arinit.py'
 BASELINE = 'configs/ar/baseline_vq_tiny_fashionmnist.py'
+S1_T2I = 'configs/gear/gear_vq_tiny_fashionmnist_t2i.py'
+VQONLY_T2I = 'configs/ar/ar_vq_tiny_fashionmnist_t2i_vqonly.py'
 LENGTH = ['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
           'default_hooks.checkpoint.interval=1', TEST_DIST_TIMEOUT]
 STRATEGIES = {'ddp': [], 'zero1': ['deepspeed_cfg.zero_stage=1'],
@@ -45,7 +48,9 @@ STRATEGIES = {'ddp': [], 'zero1': ['deepspeed_cfg.zero_stage=1'],
 MATRIX = {'stage0': (S0, ['zero1', 'zero2']), 'stage1': (S1, ['zero1', 'zero2']),
           'vqonly': (VQONLY, ['zero1', 'zero2', 'zero3']),
           'arinit': (ARINIT, ['ddp', 'zero1', 'zero2', 'zero3']),
-          'baseline': (BASELINE, ['zero1', 'zero2', 'zero3'])}
+          'baseline': (BASELINE, ['zero1', 'zero2', 'zero3']),
+          'stage1_t2i': (S1_T2I, ['ddp']), 'vqonly_t2i': (VQONLY_T2I, ['ddp', 'zero2'])}
+T2I = ('stage1_t2i', 'vqonly_t2i')
 GROUPS = {'stage0': ('tokenizer', 'discriminator'),
           'stage1': ('tokenizer', 'discriminator', 'prior')}
 
@@ -73,7 +78,9 @@ def inputs(pipeline_dir, stage):
             'stage1': [f'model.init_from.0.checkpoint={final["stage0_warmup"]}'],
             'vqonly': [f'model.init_from.0.checkpoint={final["stage1_gear"]}'],
             'arinit': [f'model.init_from.0.checkpoint={final["stage1_gear"]}'],
-            'baseline': [f'model.init_from.0.checkpoint={final["stage0_warmup"]}']}[stage]
+            'baseline': [f'model.init_from.0.checkpoint={final["stage0_warmup"]}'],
+            'stage1_t2i': [f'model.init_from.0.checkpoint={final["stage0_warmup"]}'],
+            'vqonly_t2i': [f'model.init_from.0.checkpoint={final["stage1_gear"]}']}[stage]
 
 
 def argv(config, work_dir, options, *extra):
@@ -86,8 +93,15 @@ def trajectory_options(pipeline_dir):
     return [*TRAJ, *inputs(pipeline_dir, 'stage1'), f'global_batch_size={TRAJ_BATCH}']
 
 
+def t2i_trajectory_options(pipeline_dir, t2i_data):
+    """The T2I stage 2 (vq-only, the official GPIC recipe's stage) as the trajectory runs:
+    caption dropout off with the other dropouts (each rank draws its own)."""
+    return [*TRAJ, *inputs(pipeline_dir, 'vqonly_t2i'), *t2i_options(t2i_data),
+            f'global_batch_size={TRAJ_BATCH}']
+
+
 @pytest.fixture(scope='module')
-def launched(tmp_path_factory, pipeline_two_procs):
+def launched(tmp_path_factory, pipeline_two_procs, t2i_data):
     pytest.importorskip('deepspeed', reason='DeepSpeed is not installed')
     pipeline_dir, _ = pipeline_two_procs
     tmp = tmp_path_factory.mktemp('distributed')
@@ -95,8 +109,9 @@ def launched(tmp_path_factory, pipeline_two_procs):
     for stage, (config, strategies) in MATRIX.items():
         for strategy in strategies:
             name = f'{stage}_{strategy}'
+            data = t2i_options(t2i_data) if stage in T2I else []
             runs.append(dict(name=name, argv=argv(config, tmp / name, [
-                *LENGTH, *inputs(pipeline_dir, stage), *STRATEGIES[strategy]])))
+                *LENGTH, *inputs(pipeline_dir, stage), *STRATEGIES[strategy], *data])))
     two_ranks = trajectory_options(pipeline_dir) + ['sync_bn=gear']
     runs.append(dict(name='traj_ddp', argv=argv(S1, tmp / 'traj_ddp', two_ranks)))
     runs.append(dict(name='traj_zero2', argv=argv(S1, tmp / 'traj_zero2', [
@@ -107,6 +122,8 @@ def launched(tmp_path_factory, pipeline_two_procs):
         for f in ('iter_2.pth', 'iter_2.deepspeed')],
         argv=argv(S1, tmp / 'traj_zero2_resume', [*two_ranks, 'deepspeed_cfg.zero_stage=2'],
                   '--resume')))
+    t2i = t2i_trajectory_options(pipeline_dir, t2i_data)
+    runs.append(dict(name='traj_t2i', argv=argv(VQONLY_T2I, tmp / 'traj_t2i', t2i)))
     runs_file = tmp / 'runs.json'
     runs_file.write_text(json.dumps(runs))
     proc = run_tool(['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
@@ -125,6 +142,8 @@ def launched(tmp_path_factory, pipeline_two_procs):
     run_tool(['tools/train.py', S1, '--work-dir', str(tmp / 'traj_one'), '--cfg-options',
               *trajectory_options(pipeline_dir)], timeout=600,
              env=dict(OMP_NUM_THREADS='1'))
+    run_tool(['tools/train.py', VQONLY_T2I, '--work-dir', str(tmp / 'traj_t2i_one'),
+              '--cfg-options', *t2i], timeout=600, env=dict(OMP_NUM_THREADS='1'))
     return tmp, pipeline_dir, proc
 
 
@@ -293,3 +312,53 @@ def test_a_nan_stops_every_rank_at_the_same_step(tmp_path, fashion_mnist_root):
     assert osp.isfile(tmp_path / f'nonfinite_iter_{step}.pth')
     assert not osp.exists(tmp_path / 'final.pth')
     assert sorted(glob.glob(str(tmp_path / 'iter_*.pth')))  # the finite, skipped steps' ones
+
+
+def prior_trajectory(work_dir):
+    """step -> the prior's logged losses, metrics and gradient norm (stage 2 logs no other)."""
+    return {r['step']: {k: v for k, v in r.items() if k.startswith(('prior/', 'grad_norm/'))}
+            for r in scalars(work_dir) if 'prior/loss' in r}
+
+
+def test_two_processes_follow_one_in_the_t2i_stage(launched):
+    """Text-to-image stage 2 as shipped (captions through the frozen T5 encoder and its cache,
+    the caption prefix, REPA), dropouts off: 2 x 4 against 1 x 8 captions, step for step."""
+    tmp, _, _ = launched
+    expected, got = prior_trajectory(tmp / 'traj_t2i_one'), prior_trajectory(tmp / 'traj_t2i')
+    assert sorted(expected) == list(range(1, TRAJ_STEPS + 1)) and sorted(got) == sorted(expected)
+    assert {'prior/loss_ntp', 'prior/loss_align', 'grad_norm/prior'} <= set(expected[1])
+    for step in COMPARED_STEPS:
+        assert_close(expected[step], got[step], rtol=1e-4)
+    val = {d: [r for r in scalars(tmp / d) if 'loss_ntp' in r and r['step'] == 2]
+           for d in ('traj_t2i_one', 'traj_t2i')}
+    assert len(val['traj_t2i_one']) == 1 and len(val['traj_t2i']) == 1
+    assert_close(*[{k: v for k, v in rows[0].items() if k != 'step'} for rows in val.values()],
+                 rtol=1e-5)
+
+
+def test_t2i_samples_from_prompts_with_every_setting_recorded(launched, tmp_path):
+    tmp, _, _ = launched
+    ckpt = tmp / 'vqonly_t2i_ddp' / 'final.pth'
+    prompts = tmp_path / 'prompts.txt'
+    prompts.write_text('a photo of a sneaker\n\na grey dress\n')
+    outs = []
+    for run in ('a', 'b'):
+        run_tool(['tools/sample.py', str(ckpt), '--prompts', str(prompts), '--repeats', '3',
+                  '--cfg-scale', '4.0', '--top-k', '100', '--batch-size', '4', '--no-progress',
+                  '--out', str(tmp_path / run)])
+        outs.append(tmp_path / run)
+    record = json.loads((outs[0] / 'sampling.json').read_text())
+    assert record['num_samples'] == 6 and record['label_mode'] == 'prompts'
+    assert record['cfg_scale'] == 4.0 and record['top_k'] == 100 and record['repeats'] == 3
+    assert record['text_encoder']['null_caption'] == 'empty'
+    assert len(record['text_encoder']['fingerprint']) == 16
+    assert json.loads((outs[0] / 'prompts.json').read_text()) == (
+        ['a photo of a sneaker'] * 3 + ['a grey dress'] * 3)
+    a, b = (np.load(o / 'samples.npz') for o in outs)
+    assert a['arr_0'].shape == (6, 32, 32, 3) and 'arr_1' not in a
+    assert np.array_equal(a['arr_0'], b['arr_0'])  # the seed schedule fixes every image
+    assert (outs[0] / 'grid.png').is_file()
+    # a class-conditional checkpoint refuses prompts, naming why
+    proc = run_tool(['tools/sample.py', str(tmp / 'vqonly_zero2' / 'final.pth'), '--prompts',
+                     str(prompts), '--out', str(tmp_path / 'c')], check=False)
+    assert proc.returncode != 0 and 'class-conditional' in proc.stderr

@@ -1,6 +1,8 @@
 """The gradient routing of one GEAR iteration (DESIGN.md, "One GEAR iteration"), proven through
 the real ``train_step`` of the shipped tiny stage-1 config of each quantizer family (VQ, LFQ,
-IBQ) with the optimizer wrappers built as the runner builds them (``build_optim_wrapper`` from
+IBQ), and of the text-to-image stage-1 config (VQ, the AR conditioned on a caption prefix from
+the tiny frozen T5 encoder, caption dropout on), with the optimizer wrappers built as the
+runner builds them (``build_optim_wrapper`` from
 the config's ``optim_wrapper``):
 
 - the next-token loss (the whole prior step) produces no gradient on any tokenizer parameter;
@@ -36,12 +38,15 @@ from gear.utils.frozen import frozen
 
 from ..conftest import REPO
 
-FAMILIES = ('vq', 'lfq', 'ibq')
-SHIPPED = {f: f'{REPO}/configs/gear/gear_{f}_tiny_fashionmnist.py' for f in FAMILIES}
+FAMILIES = ('vq', 'lfq', 'ibq', 'vq_t2i')
+SHIPPED = {f: f'{REPO}/configs/gear/gear_{f}_tiny_fashionmnist.py' for f in FAMILIES[:3]}
+SHIPPED['vq_t2i'] = f'{REPO}/configs/gear/gear_vq_tiny_fashionmnist_t2i.py'
+TEXT_ENCODER = {}  # the tiny T5 of the t2i_data fixture (set by ``shipped``)
+CAPTIONS = ['a photo of a coat', 'a grey ankle boot on a black background']
 # What the soft alignment moves, beyond the encoder (REFERENCE.md, "Distances per family"):
 # the quantizer's learnt codebook and the quant conv before it; LFQ has neither.
 _CODEBOOK = {'quant_conv.weight', 'quant_conv.bias', 'quantizer.embedding.weight'}
-SOFT_REACHES = dict(vq=_CODEBOOK, lfq=set(), ibq=_CODEBOOK)
+SOFT_REACHES = dict(vq=_CODEBOOK, lfq=set(), ibq=_CODEBOOK, vq_t2i=_CODEBOOK)
 GROUPS = ('tokenizer', 'discriminator', 'prior')
 PHASES = ('tokenizer', 'discriminator', 'prior', 'after')  # gradients produced before each step
 
@@ -81,6 +86,8 @@ def shipped_cfg(family, **model):
     """The shipped stage-1 config; only the stage-0 checkpoint is not loaded (none here)."""
     cfg = Config.fromfile(SHIPPED[family])
     cfg.model.init_from = None
+    if 'text_encoder' in cfg.model:
+        cfg.model.text_encoder.update(path=TEXT_ENCODER['path'], cache_dir=None)
     cfg.model.update(model)
     return cfg
 
@@ -153,7 +160,8 @@ def run_config(cfg, steps=2, hub_info=None):
     optim = build_optim_wrapper(m, copy.deepcopy(cfg.optim_wrapper))  # as the runner does
     rec = PhaseRecorder(m, optim)
     g = torch.Generator().manual_seed(1)
-    batch = dict(img=torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, label=torch.tensor([3, 7]))
+    batch = dict(img=torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, label=torch.tensor([3, 7]),
+                 caption=CAPTIONS)  # a class model reads the labels, a T2I model the captions
     try:
         logs = [rec.train_step(batch, optim, it) for it in range(steps)]
     finally:
@@ -164,6 +172,8 @@ def run_config(cfg, steps=2, hub_info=None):
 @pytest.fixture(scope='module', params=FAMILIES)
 def shipped(request):
     """Two steps of a family's shipped model (the second starts from moved weights and EMAs)."""
+    if request.param == 'vq_t2i':
+        TEXT_ENCODER['path'] = request.getfixturevalue('t2i_data')['encoder']
     return (request.param, *run_shipped(request.param))
 
 

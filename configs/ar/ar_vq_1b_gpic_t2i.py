@@ -5,13 +5,15 @@
 # bf16) through a bias-free MLP, the empty caption "" as the null caption (p = 0.1); AdamW 1e-4
 # constant, batch 256, bf16, clip 1.0, 400k steps, a checkpoint every 50k.
 #   torchrun --nproc_per_node 8 tools/train.py configs/ar/ar_vq_1b_gpic_t2i.py
-_base_ = ['./ar_vq_l_imagenet_vqonly.py', '../_base_/text_encoders/qwen3_1p7b.py']
+_base_ = ['../_base_/models/vq16.py', '../_base_/recipes/ar_l_imagenet.py',
+          '../_base_/text_encoders/qwen3_1p7b.py']
 # the official VQ_STAGE1_CKPT: stage 1 trained with the XL AR (stage1-vq-dinov2-xl-...)
 _stage1 = 'work_dirs/gear_vq_xl_imagenet/final.pth'
 _max_iters = 400_000  # --max-train-steps
 _ckpt_interval = 50_000  # --ckpt-every (the official COCO-FID interval too)
 
 model = dict(
+    tokenizer={{_base_._tokenizer}},
     init_from=[dict(checkpoint=_stage1, modules={'tokenizer_ema.module': 'tokenizer'})],
     text_encoder={{_base_._text_encoder}},
     prior=dict(

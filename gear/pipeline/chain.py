@@ -32,7 +32,7 @@ from gear.datasets.codes_store import META as CODES_META  # present once codes a
 from gear.engine.hooks.export_weights import FINAL_WEIGHTS
 from gear.utils.config_path import find_config
 
-from .progress import StageProgress, StepProgress
+from .progress import StageProgress, StepProgress, log_line
 
 EVALUATION_RESULTS = 'evaluation.json'
 STAGE_MODULES = {'train': 'gear.train', 'codes': 'gear.extract_codes'}  # kind -> entry point
@@ -210,7 +210,7 @@ def stage_command(pipeline: Pipeline, stage: Stage, extra: Optional[Dict[str, ob
 
 
 def run_pipeline(pipeline: Pipeline, only: Optional[List[str]] = None,
-                 extra: Optional[Dict[str, object]] = None, log=print, jobs: int = 1,
+                 extra: Optional[Dict[str, object]] = None, log=log_line, jobs: int = 1,
                  nproc_per_node: int = 1, progress_interval: float = 30.0) -> None:
     """Run the stages (or ``only`` those), skipping complete ones, in dependency order.
 
@@ -335,7 +335,7 @@ def evaluation_request(pipeline: Pipeline, overrides: Optional[Dict[str, object]
 
 
 def run_evaluation(pipeline: Pipeline, overrides: Optional[Dict[str, object]] = None,
-                   log=print, jobs: int = 1, progress_interval: float = 30.0) -> Dict[str, str]:
+                   log=log_line, jobs: int = 1, progress_interval: float = 30.0) -> Dict[str, str]:
     """Evaluate the complete ``evaluate.stages``; {stage: results JSON path}. A stage whose
     results file was written with the same request is skipped. ``jobs`` > 1 evaluates that
     many stages at once in worker processes, the threads split between them. Each evaluation's

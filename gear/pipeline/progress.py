@@ -21,6 +21,7 @@ below the longest running stage's ETA (dependencies can leave workers idle, so t
 Until a stage has run a step there is no pipeline ETA. Evaluation and codes stages
 (extraction: no steps) are not part of it.
 """
+import sys
 import threading
 import time
 from typing import Callable, Dict, List, Optional
@@ -31,6 +32,13 @@ from gear.engine.hooks.progress import read_progress
 from gear.utils.config_path import find_config
 
 MAX_ITERS_KEY = 'train_cfg.max_iters'
+
+
+def log_line(line: str) -> None:
+    """Print ``line`` in one write, flushed: the stages share this stdout, and ``print`` writes
+    the text and its newline apart, so a stage's output could land inside a pipeline line."""
+    sys.stdout.write(f'{line}\n')
+    sys.stdout.flush()
 
 
 def fmt_duration(seconds: float) -> str:
@@ -88,7 +96,7 @@ class StageProgress:
         interval: Seconds between the periodic lines (0: none).
     """
 
-    def __init__(self, pipeline, stages, extra=None, jobs: int = 1, log: Callable = print,
+    def __init__(self, pipeline, stages, extra=None, jobs: int = 1, log: Callable = log_line,
                  interval: float = 30.0):
         self.pipeline, self.jobs, self.log, self.interval = pipeline, jobs, log, interval
         self.names = [s.name for s in stages]
@@ -207,7 +215,7 @@ class StepProgress:
     """``evaluate k/M NAME`` lines: ``start``, every ``interval`` seconds from a background thread
     while running (0: never), and ``finish`` with the elapsed time. A context manager."""
 
-    def __init__(self, kind: str, total: int, log: Callable = print, interval: float = 30.0):
+    def __init__(self, kind: str, total: int, log: Callable = log_line, interval: float = 30.0):
         self.kind, self.total, self.log, self.interval = kind, total, log, interval
         self.number, self.started = {}, {}
         self._lock, self._stop = threading.Lock(), threading.Event()

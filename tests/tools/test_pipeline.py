@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from gear.pipeline.chain import load_pipeline, stage_command
-from gear.pipeline.progress import fmt_duration, pipeline_eta, planned_steps, step_time
+from gear.pipeline.progress import (StepProgress, fmt_duration, log_line, pipeline_eta,
+                                    planned_steps, step_time)
 
 from ..conftest import PIPELINE, PIPELINE_LENGTH, pipeline_eval_options, run_tool, scalars
 from ..evaluation.test_fid import frechet_by_hand
@@ -111,6 +112,33 @@ def test_eta_arithmetic(tmp_path):
     (tmp_path / 'progress.json').write_text(json.dumps(dict(iter=3, max_iters=4)))
     assert planned_steps(STAGE0, {'train_cfg.max_iters': 4}, str(tmp_path)) == 1
     assert planned_steps('configs/nope.py', {}, str(tmp_path)) is None
+
+
+def test_each_pipeline_line_is_one_write(monkeypatch):
+    """The stages write to the pipeline's stdout while it logs (unbuffered under
+    PYTHONUNBUFFERED): a line written as text then newline can take a stage's line inside it,
+    as ``print`` does; each progress line must reach stdout whole, in one flushed write."""
+    class Recorder:
+        def __init__(self):
+            self.writes, self.flushed = [], 0
+
+        def write(self, text):
+            self.writes.append(text)
+            return len(text)
+
+        def flush(self):
+            self.flushed = len(self.writes)
+
+    out = Recorder()
+    monkeypatch.setattr('sys.stdout', out)
+    log_line('[pipeline] stage 1/4 stage0_warmup: starting, elapsed 1s')
+    with StepProgress('evaluate', 1) as steps:  # the default log of the progress lines
+        steps.start('baseline', 'final.pth')
+        steps.finish('baseline', 'evaluation.json')
+    assert out.writes == ['[pipeline] stage 1/4 stage0_warmup: starting, elapsed 1s\n',
+                          '[pipeline] evaluate 1/1 baseline: final.pth\n',
+                          '[pipeline] evaluate 1/1 baseline: done in 0s, evaluation.json\n']
+    assert out.flushed == len(out.writes)
 
 
 def test_summary_has_every_stage_and_both_curves(ran):

@@ -51,8 +51,10 @@ def write_error(exc: OSError, path: str) -> FileWriteError:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str):
+def atomic_open(path: str, sync: bool = True):
     """Open a temporary file beside ``path`` for binary writing; rename it to ``path`` on success.
+    ``sync=False`` skips the fsync: for cache entries, which are checked when read, not for
+    checkpoints.
 
     Raises:
         FileWriteError: If creating, writing, syncing or renaming the file fails; the temporary
@@ -66,7 +68,8 @@ def atomic_open(path: str):
         with os.fdopen(fd, 'wb') as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared
         os.replace(tmp, path)
     except BaseException as e:

@@ -117,7 +117,7 @@ def test_an_unwritable_cache_warns_and_trains_on(tmp_path, images, plain):
     with torch.no_grad():
         out = teacher(images[:2])
         torch.testing.assert_close(out, plain(images[:2]), rtol=1e-5, atol=1e-5)
-    assert teacher.feature_cache._write_failed
+    assert teacher.feature_cache.writer.failed
     assert not [p for p in os.listdir(tmp_path) if p.endswith('.tmp')]
 
 

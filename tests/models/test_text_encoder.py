@@ -2,6 +2,7 @@
 download): shapes and masks, right padding, frozen-ness, the embedding cache (bit-identical,
 read back without running the model, bad entries recomputed, kept apart per encoder) and errors.
 """
+import os
 import pathlib
 import warnings
 
@@ -173,6 +174,21 @@ def test_a_bad_entry_is_warned_about_and_recomputed(tmp_path, dirs, encoders, ho
     assert torch.equal(emb, ref_emb) and torch.equal(mask, ref_mask)
     assert path.read_bytes() == good  # rewritten
     assert not list(pathlib.Path(tmp_path).rglob('*.tmp'))
+
+
+def test_an_unwritable_cache_warns_once_and_encodes_on(tmp_path, dirs, encoders):
+    ref_emb, ref_mask = encoders['t5'](CAPTIONS)
+    blocker = tmp_path / 'file'
+    blocker.write_text('not a directory')  # the cache dir cannot be created under it
+    enc = HFTextEncoder(dirs['t5'], max_length=T, cache_dir=str(blocker / 'cache'))
+    with pytest.warns(RuntimeWarning, match=rf'cannot write {blocker}/cache/.*caching stops') as w:
+        first = enc(CAPTIONS)
+        second = enc(CAPTIONS[::-1])
+    assert len([x for x in w if 'cannot write' in str(x.message)]) == 1
+    assert enc.cache.writer.failed and enc.cache.misses == 6
+    assert torch.equal(first[0], ref_emb) and torch.equal(first[1], ref_mask)
+    assert torch.equal(second[0], ref_emb.flip(0))
+    assert not [p for p in os.listdir(tmp_path) if p.endswith('.tmp')]
 
 
 def test_cache_is_kept_apart_per_encoder(tmp_path, dirs):

@@ -12,8 +12,10 @@ tiny stage-2 step.
   input size or precision never reads another's maps.
 - Entry: one ``.npy`` per image holding the network's map before grid resampling, (C, h, w)
   float32 (exact for float32 and bfloat16 maps; ``meta.json`` records the dtype to return).
-  Written to a temporary file and renamed, so concurrent runs and crashes never leave a partial
-  entry. An entry that cannot be read or has the wrong shape is an error naming the file.
+  Written through :class:`gear.utils.cache_writer.CacheWriter` (a temporary file, then a
+  rename), so concurrent runs and crashes never leave a partial entry; a failed write warns once
+  and turns writing off. An entry that cannot be read or has the wrong shape is an error naming
+  the file.
 
 It costs disk: C * h * w * 4 bytes per image (EfficientNet-Lite0 at 128 px: 80 KiB; DINOv2-B/14
 at 224 px: 768 KiB). Use it for small datasets and repeated runs, not for ImageNet-scale training.
@@ -22,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from typing import Callable, Dict, Optional
 
 import numpy as np
@@ -30,6 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from mmengine.logging import print_log
+
+from gear.utils.cache_writer import CacheWriter
 
 _DTYPES = {'torch.float32': torch.float32, 'torch.bfloat16': torch.bfloat16,
            'torch.float16': torch.float16}
@@ -69,7 +72,9 @@ class TeacherFeatureCache:
         self.root = str(root)
         self._fingerprint: Optional[str] = None
         self._meta: Dict[str, dict] = {}  # namespace dir -> meta
-        self._write_failed = False
+        self.writer = CacheWriter('teacher feature cache', 'features are still computed',
+                                  lambda msg: print_log(msg, logger='current',
+                                                        level=logging.WARNING))
         self.hits = 0  # images read from the cache since construction
         self.misses = 0  # images computed
 
@@ -130,7 +135,7 @@ class TeacherFeatureCache:
                     shape=list(maps.shape[1:]), dtype=str(maps.dtype))
         if meta['dtype'] not in _DTYPES:
             raise TypeError(f'teacher feature cache: cannot store {maps.dtype} maps')
-        self._atomic_write(os.path.join(ns, 'meta.json'),
+        self.writer.write(os.path.join(ns, 'meta.json'),
                            lambda f: f.write(json.dumps(meta, indent=1).encode()))
         self._meta[ns] = meta
         return meta
@@ -149,23 +154,4 @@ class TeacherFeatureCache:
 
     def _write(self, path: str, arr: np.ndarray) -> None:
         """One entry: a (C, h, w) float32 map."""
-        self._atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
-
-    def _atomic_write(self, path: str, write: Callable) -> None:
-        """Write through a temporary file in the same directory, then rename: all or nothing."""
-        if self._write_failed:
-            return
-        tmp = None
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
-            with os.fdopen(fd, 'wb') as f:
-                write(f)
-            os.replace(tmp, path)
-        except OSError as e:  # e.g. a full disk: train on, uncached
-            if tmp is not None and os.path.exists(tmp):
-                os.remove(tmp)
-            self._write_failed = True
-            print_log(f'teacher feature cache: cannot write {path} ({e!r}); caching stops for '
-                      'this run, features are still computed', logger='current',
-                      level=logging.WARNING)
+        self.writer.write(path, lambda f: np.save(f, arr, allow_pickle=False))

@@ -12,8 +12,8 @@ that sees a caption again (every epoch of a caption dataset, every seed of a stu
   float32 and bfloat16 encoders), and ``caption``, the caption's UTF-8 bytes. Captions are right
   padded, so the mask is the first n positions and the padded rows are 0: (T, C) and the mask
   are rebuilt exactly, and a cached batch is bit-identical to an encoded one.
-- Writes go to a temporary file in the same directory, then ``os.replace``: concurrent runs and
-  crashes never leave a partial entry. An entry that cannot be read (truncated, CRC mismatch:
+- Writes go through :class:`gear.utils.cache_writer.CacheWriter` (a temporary file, then a
+  rename): concurrent runs and crashes never leave a partial entry. An entry that cannot be read (truncated, CRC mismatch:
   the zip format checks every member), has the wrong shape or dtype, or holds another caption is
   warned about (naming the file), recomputed and rewritten; it never reaches the model and
   never stops training. A failed write (a full disk) warns once and turns writing off.
@@ -23,13 +23,14 @@ It costs n * C * 4 bytes per distinct caption (flan-t5-xl, 20 tokens: 160 KiB).
 import hashlib
 import json
 import os
-import tempfile
 import warnings
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from gear.utils.cache_writer import CacheWriter
 
 
 def caption_key(caption: str) -> str:
@@ -47,7 +48,8 @@ class TextEmbeddingCache:
     def __init__(self, root: str):
         self.root = str(root)
         self._checked_meta = set()  # namespaces whose meta.json was checked this run
-        self._write_failed = False
+        self.writer = CacheWriter('text embedding cache', 'embeddings are still computed',
+                                  lambda msg: warnings.warn(msg, RuntimeWarning))
         self.hits = 0  # captions read since construction
         self.misses = 0  # captions encoded
 
@@ -114,7 +116,7 @@ class TextEmbeddingCache:
             return
         rows = emb[:n].to(torch.float32).numpy()  # (n, C)
         text = np.frombuffer(caption.encode('utf-8'), dtype=np.uint8)
-        self._atomic_write(path, lambda f: np.savez(f, emb=rows, caption=text))
+        self.writer.write(path, lambda f: np.savez(f, emb=rows, caption=text))
 
     # -- meta.json --------------------------------------------------------------------------------
     def _check_meta(self, ns: str, encoder) -> None:
@@ -133,23 +135,4 @@ class TextEmbeddingCache:
             except (OSError, ValueError) as e:
                 reason = repr(e)
             warnings.warn(f'text embedding cache: rewriting {path} ({reason})', RuntimeWarning)
-        self._atomic_write(path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
-
-    def _atomic_write(self, path: str, write: Callable) -> None:
-        """Write through a temporary file in the same directory, then rename: all or nothing."""
-        if self._write_failed:
-            return
-        tmp = None
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
-            with os.fdopen(fd, 'wb') as f:
-                write(f)
-            os.replace(tmp, path)
-        except OSError as e:  # e.g. a full disk: train on, uncached
-            if tmp is not None and os.path.exists(tmp):
-                os.remove(tmp)
-            self._write_failed = True
-            warnings.warn(f'text embedding cache: cannot write {path} ({e!r}); caching stops '
-                          'for this run, embeddings are still computed', RuntimeWarning)
-
+        self.writer.write(path, lambda f: f.write(json.dumps(meta, indent=1).encode()))

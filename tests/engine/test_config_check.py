@@ -174,6 +174,30 @@ def test_an_experiment_is_fragments_and_at_most_one_link(path):
     assert _depth(path, fragments=True) <= 2
 
 
+def _bases(path: str) -> set:
+    """Every file ``path`` reaches through ``_base_``, itself excluded."""
+    with open(path) as f:
+        if '_base_ = ' not in f.read():
+            return set()
+    found = set()
+    for b in Config._get_base_files(path):
+        b = osp.normpath(osp.join(osp.dirname(path), b))
+        found |= {b} | _bases(b)
+    return found
+
+
+# fragments a user swaps in for another (a strategy, a teacher, a text encoder) may be unread
+SWAP_INS = ('strategies', 'teachers', 'text_encoders')
+
+
+def test_every_fragment_is_read_by_an_experiment():
+    fragments = {p for p in glob.glob(osp.join(REPO, 'configs/_base_/**/*.py'), recursive=True)
+                 if osp.basename(osp.dirname(p)) not in SWAP_INS}
+    read = set().union(*(_bases(p) for p in EXPERIMENTS))
+    dead = sorted(osp.relpath(p, REPO) for p in fragments - read)
+    assert not dead, f'fragments no experiment config reads: {dead}'
+
+
 @pytest.mark.parametrize('key, suggestion', [
     ('train_cfg.max_iter', 'train_cfg.max_iters'),     # an argument of the typed loop
     ('model.tokenizr', 'model.tokenizer'),             # an argument of the model

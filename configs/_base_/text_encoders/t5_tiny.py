@@ -8,3 +8,7 @@ _text_encoder = dict(type='HFTextEncoder', path='data/text_encoders/t5_tiny', fa
                      dtype='float32', local_files_only=True,
                      cache_dir='work_dirs/text_cache')  # the 70k demo captions, encoded once
 _caption_dim = 32  # the tiny encoder's hidden size
+# The AR's caption prefix for this encoder: its width, one prefix token per encoder position,
+# and the official release's choices (the empty caption "" as the null caption, a bias-free MLP).
+_caption_ar = dict(caption_dim=_caption_dim, cls_token_num=16, null_caption='empty',
+                   caption_mlp_bias=False)

@@ -25,6 +25,8 @@ import signal
 import sys
 from typing import List, Optional
 
+import torch.distributed as dist
+
 from mmengine.config import Config, DictAction
 
 from gear.engine import check_config
@@ -34,7 +36,7 @@ from gear.engine.runner import find_latest_checkpoint
 from gear.registry import RUNNERS
 from gear.utils.checkpoint import FileWriteError
 from gear.utils.config_path import find_config
-from gear.utils.distributed import describe_collective_error
+from gear.utils.distributed import close_process_group, describe_collective_error
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, launcher: bool = True,
@@ -126,9 +128,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     except ConfigError as e:
         sys.exit(f'config error in {args.config}: {e}')
     cfg.setdefault('runner_type', 'GearRunner')
+    owns_group = not (dist.is_available() and dist.is_initialized())  # else the caller's
     runner = RUNNERS.build(cfg)
     try:
         runner.train()
+        if owns_group:
+            close_process_group()
     except ConfigError as e:  # found once the run meets its checkpoint (--resume)
         sys.exit(f'config error in {args.config}: {e}')
     except TrainingInterrupted as e:  # a signal: saved at the step boundary (SignalHook)

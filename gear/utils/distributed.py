@@ -153,6 +153,19 @@ def gathered(module: nn.Module, modifier_rank: Optional[int] = None):
     return deepspeed.zero.GatheredParameters(params, modifier_rank=modifier_rank)
 
 
+def close_process_group() -> None:
+    """At the end of a run that made the process group: wait for every rank, then destroy the
+    default group and every group made from it (``new_gloo_group``, ZeRO's), so their gloo
+    threads stop now rather than in interpreter finalization (PyTorch asks for it; a rank torn
+    down there can abort with ``terminate called without an active exception``). A no-op
+    without a group."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+    _state['ddp_group'] = None
+
+
 @contextlib.contextmanager
 def process_group_from_environment(device: str, timeout_s: Optional[float] = None):
     """Under ``torchrun`` (``WORLD_SIZE`` > 1): a process group for the block, nccl with this

@@ -157,3 +157,31 @@ def test_final_weights_record_the_dataset_configs(trained, fashion_mnist_root):
     assert arch['data']['train']['split'] == 'train' and arch['data']['val']['split'] == 'test'
     assert arch['data']['val']['type'] == 'FashionMNIST'
     assert arch['data']['val']['data_root'] == fashion_mnist_root
+
+
+CLOSES = '''
+import sys
+import torch.distributed as dist
+import gear.train
+if sys.argv[1] == 'caller':  # a group made before the run is the caller's to close
+    dist.init_process_group('gloo')
+gear.train.main(sys.argv[2:])
+print('group after the run:', dist.is_initialized())
+'''
+
+
+@pytest.mark.parametrize('made_by, left', [('run', False), ('caller', True)])
+def test_a_run_closes_the_process_group_it_made_only(tmp_path, fashion_mnist_root, made_by, left):
+    """Under a launcher the run destroys its process group (and its gloo subgroups) once every
+    rank is done, not in interpreter finalization; a group the caller made stays open."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+               MASTER_PORT=str(port))
+    proc = run_tool(['-c', CLOSES, made_by, CONFIG, '--work-dir', str(tmp_path), '--launcher',
+                     'pytorch', '--cfg-options', 'train_cfg.max_iters=1', *FAST], env=env)
+    assert f'group after the run: {left}' in proc.stdout, proc.stdout[-2000:]
+    assert osp.isfile(tmp_path / 'final.pth')

@@ -172,3 +172,29 @@ def t2i_options(t2i_data: dict) -> list:
             f'train_dataloader.dataset.shards={shards}/train-*.tar',
             f'val_dataloader.dataset.shards={shards}/test-*.tar',
             f'test_dataloader.dataset.shards={shards}/test-*.tar']
+
+
+# A tiny transformers CLIPModel with random weights and a tokenizer trained on these prompts
+# (written here, offline): the real CLIPScore code path.
+CLIP_PROMPTS = ['a photo of a coat', 'a grey sandal', 'a bag on a black background']
+
+
+@pytest.fixture(scope='session')
+def tiny_clip(tmp_path_factory) -> str:
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    from gear.models.text.tiny import _tokenizer
+    out = tmp_path_factory.mktemp('clip')
+    tok = _tokenizer('qwen3', CLIP_PROMPTS)
+    tok.save_pretrained(out)
+    torch.manual_seed(0)
+    cfg = CLIPConfig(text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=2, num_attention_heads=2,
+                                      max_position_embeddings=16, eos_token_id=tok.eos_token_id,
+                                      pad_token_id=tok.eos_token_id),
+                     vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=2, image_size=32, patch_size=8),
+                     projection_dim=16)
+    CLIPModel(cfg).save_pretrained(out)
+    return str(out)

@@ -50,8 +50,7 @@ def evaluate_t2i(model: nn.Module, dataset: Dataset, num_samples: int,
     out = evaluate_generator(model, settings, reference, inception, prompts, device,
                              inception_error=error or '', grid_path=grid_path, progress=progress,
                              clip_scorer=scorer)
-    out.setdefault('unavailable', {})
-    if scorer is None:
-        out['unavailable']['clip_score'] = clip_error
+    if 'clip_score' not in out:  # no CLIP model, or no samples (no FID network: nothing ran)
+        out.setdefault('unavailable', {})['clip_score'] = clip_error or error
     out.update(num_prompts=n, clip_model=clip_model, prompts_first=prompts[:10])
     return out

@@ -345,6 +345,41 @@ def test_two_processes_follow_one_in_the_t2i_stage(launched):
                    for rows in val.values()], rtol=1e-5)
 
 
+def test_t2i_evaluation_samples_the_sets_captions_in_order(launched, t2i_data, tiny_clip,
+                                                           tmp_path):
+    """tools/evaluate_t2i.py: one sample per caption of the first N pairs, in order, FID /
+    precision / recall against those images, CLIPScore against the captions; without a CLIP
+    model CLIPScore is unavailable with the reason; a class-conditional checkpoint is refused."""
+    from gear.datasets import CaptionShards
+    tmp, _, _ = launched
+    ckpt = tmp / 'vqonly_t2i_ddp' / 'final.pth'
+    shards = f'{t2i_data["shards"]}/test-*.tar'
+    n = 12
+
+    def evaluate(out, *extra, path=ckpt, check=True):
+        return run_tool(['tools/evaluate_t2i.py', str(path), '--shards', shards,
+                         '--resolution', '32', '--num-samples', str(n), '--batch-size', '6',
+                         '--cache-dir', str(tmp_path / 'fid_cache'), '--no-progress',
+                         '--out', str(tmp_path / out / 'results.json'), *extra], check=check)
+
+    evaluate('clip', '--clip-model', tiny_clip)
+    res = json.loads((tmp_path / 'clip' / 'results.json').read_text())
+    captions = CaptionShards(shards=shards, resolution=32)
+    assert res['num_prompts'] == res['num_samples'] == n
+    assert res['prompts_first'] == [captions.raw(i)['caption'] for i in range(10)]
+    assert np.isfinite(res['fid']) and res['fid'] > 0
+    assert 0 <= res['precision'] <= 1 and 0 <= res['recall'] <= 1
+    assert 0 <= res['clip_score'] <= 100 and 'clip_score' not in res.get('unavailable', {})
+    assert res['text_encoder']['family'] == 't5' and res['shards'] == shards
+    assert (tmp_path / 'clip' / 'grid.png').is_file()
+    evaluate('no_clip')
+    res = json.loads((tmp_path / 'no_clip' / 'results.json').read_text())
+    assert 'clip_score' not in res and 'no CLIP model' in res['unavailable']['clip_score']
+    assert res['fid'] > 0
+    proc = evaluate('class', path=tmp / 'vqonly_zero2' / 'final.pth', check=False)
+    assert proc.returncode != 0 and 'class-conditional' in proc.stderr
+
+
 def test_t2i_samples_from_prompts_with_every_setting_recorded(launched, tmp_path):
     tmp, _, _ = launched
     ckpt = tmp / 'vqonly_t2i_ddp' / 'final.pth'

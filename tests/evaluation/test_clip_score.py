@@ -1,31 +1,12 @@
-"""CLIPScore through a real transformers CLIPModel (tiny, random weights, written here): it pairs
+"""CLIPScore through a real transformers CLIPModel (tiny, random weights: conftest's ``tiny_clip``): it pairs
 image i with prompt i, equals 100 * max(cos, 0) of CLIP's own forward, and is reported
 unavailable with the reason when no model loads."""
 import pytest
 import torch
 
 from gear.evaluation.clip_score import build_clip_scorer
-from gear.models.text.tiny import _tokenizer
 
-PROMPTS = ['a photo of a coat', 'a grey sandal', 'a bag on a black background']
-
-
-@pytest.fixture(scope='module')
-def tiny_clip(tmp_path_factory):
-    from transformers import CLIPConfig, CLIPModel
-    out = tmp_path_factory.mktemp('clip')
-    tok = _tokenizer('qwen3', PROMPTS)
-    tok.save_pretrained(out)
-    torch.manual_seed(0)
-    cfg = CLIPConfig(text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                                      num_hidden_layers=2, num_attention_heads=2,
-                                      max_position_embeddings=16, eos_token_id=tok.eos_token_id,
-                                      pad_token_id=tok.eos_token_id),
-                     vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=2, image_size=32, patch_size=8),
-                     projection_dim=16)
-    CLIPModel(cfg).save_pretrained(out)
-    return str(out)
+from ..conftest import CLIP_PROMPTS as PROMPTS
 
 
 def test_clip_score_is_clips_own_cosine_per_pair(tiny_clip):
